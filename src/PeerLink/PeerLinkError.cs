@@ -1,0 +1,48 @@
+namespace PeerLink;
+
+/// <summary>What went wrong in a <see cref="PeerLinkException"/>.</summary>
+/// <remarks>Values are stable: new codes are only ever appended.</remarks>
+public enum PeerLinkError
+{
+    /// <summary>A failure that has no more specific code.</summary>
+    Unknown = 0,
+
+    /// <summary>The remote endpoint refused the connection.</summary>
+    ConnectionRefused = 1,
+
+    /// <summary>The remote peer reset the connection.</summary>
+    ConnectionReset = 2,
+
+    /// <summary>The connection was aborted locally or by the transport.</summary>
+    ConnectionAborted = 3,
+
+    /// <summary>The Noise handshake failed: wrong keys, a wrong network key (psk), or a malformed handshake message.</summary>
+    HandshakeFailed = 4,
+
+    /// <summary>The handshake did not complete in time.</summary>
+    HandshakeTimeout = 5,
+
+    /// <summary>A message failed authentication (bad tag): it was tampered with, replayed, or encrypted under another key.</summary>
+    DecryptionFailed = 6,
+
+    /// <summary>A message or frame is larger than the protocol or the configured limit allows.</summary>
+    MessageTooLarge = 7,
+
+    /// <summary>The input ended in the middle of a frame or message.</summary>
+    Truncated = 8,
+
+    /// <summary>The peer broke the protocol.</summary>
+    ProtocolViolation = 9,
+
+    /// <summary>A cipher state used up its nonces; the session must be rekeyed or re-established.</summary>
+    NonceExhausted = 10,
+
+    /// <summary>MessagePack data is malformed, truncated, nested too deeply, or of an unexpected type.</summary>
+    InvalidMessagePack = 11,
+
+    /// <summary>An identity file has the wrong size or format, or its keys do not match.</summary>
+    InvalidIdentityFile = 12,
+
+    /// <summary>An identity file can be read by other users than its owner.</summary>
+    InsecureIdentityFile = 13,
+}

@@ -1,0 +1,28 @@
+using System;
+using System.IO;
+
+namespace PeerLink;
+
+/// <summary>
+/// The one exception type for network, peer and protocol failures in PeerLink. <see cref="Error"/> says what happened.
+/// </summary>
+/// <remarks>
+/// Misuse by the caller raises the usual BCL exceptions (<see cref="ArgumentException"/>,
+/// <see cref="InvalidOperationException"/>, <see cref="ObjectDisposedException"/>) instead.
+/// Messages never contain keys or plaintext.
+/// </remarks>
+public sealed class PeerLinkException : IOException
+{
+    /// <summary>Creates an exception with an error code and a message.</summary>
+    /// <param name="error">What went wrong.</param>
+    /// <param name="message">A description for people; it must not contain secrets.</param>
+    /// <param name="innerException">The underlying failure, if any.</param>
+    public PeerLinkException(PeerLinkError error, string message, Exception? innerException = null)
+        : base(message, innerException)
+    {
+        Error = error;
+    }
+
+    /// <summary>What went wrong.</summary>
+    public PeerLinkError Error { get; }
+}

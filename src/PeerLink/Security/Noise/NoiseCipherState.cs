@@ -1,0 +1,160 @@
+// Noise CipherState (Noise Protocol Framework revision 34, §5.1), including Rekey (§11.3) and the reserved nonce 2^64-1.
+using System;
+using System.Security.Cryptography;
+using PeerLink.Internal;
+
+namespace PeerLink.Security.Noise;
+
+/// <summary>
+/// A Noise CipherState: a key and a 64-bit nonce. Transport messages are encrypted and decrypted here without allocating.
+/// Not thread-safe: one sender and one receiver each own one.
+/// </summary>
+internal sealed class NoiseCipherState : IDisposable
+{
+    /// <summary>Bytes added to every message once a key is set.</summary>
+    public const int TagSize = NoiseCipher.TagSize;
+
+    /// <summary>The largest Noise message, tag included (§3).</summary>
+    public const int MaxMessageLength = 65535;
+
+    /// <summary>The largest plaintext that fits in one encrypted Noise message.</summary>
+    public const int MaxPlaintextLength = MaxMessageLength - TagSize;
+
+    private readonly NoiseCipherKind _kind;
+    private NoiseCipher? _cipher;
+    private ulong _nonce;
+    private bool _disposed;
+
+    public NoiseCipherState(NoiseCipherKind kind) => _kind = kind;
+
+    public bool HasKey => _cipher is not null;
+
+    /// <summary>The next nonce. Settable for datagram transports, where the nonce travels with each packet.</summary>
+    public ulong Nonce
+    {
+        get => _nonce;
+        set => _nonce = value;
+    }
+
+    public NoiseCipherKind Kind => _kind;
+
+    public void InitializeKey(ReadOnlySpan<byte> key)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        NoiseCipher next = NoiseCipher.Create(_kind, key);
+        _cipher?.Dispose();
+        _cipher = next;
+        _nonce = 0;
+    }
+
+    /// <summary>
+    /// ENCRYPT(k, n++, ad, plaintext) into <paramref name="ciphertext"/>, or a copy of the plaintext while no key is set.
+    /// Returns the number of bytes written. The destination may be the plaintext buffer itself.
+    /// </summary>
+    public int EncryptWithAd(ReadOnlySpan<byte> associatedData, ReadOnlySpan<byte> plaintext, Span<byte> ciphertext)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        NoiseCipher? cipher = _cipher;
+        if (cipher is null)
+        {
+            CopyChecked(plaintext, ciphertext);
+            return plaintext.Length;
+        }
+
+        int length = plaintext.Length + TagSize;
+        if (ciphertext.Length < length)
+        {
+            ThrowHelper.ThrowDestinationTooSmall(nameof(ciphertext));
+        }
+
+        CheckNonce();
+        cipher.Encrypt(_nonce, associatedData, plaintext, ciphertext);
+        _nonce++;
+        return length;
+    }
+
+    /// <summary>
+    /// DECRYPT(k, n, ad, ciphertext). On success the nonce advances and the plaintext length is returned in
+    /// <paramref name="bytesWritten"/>. On an authentication failure returns <see langword="false"/>, the nonce does not
+    /// advance (§5.1), and the destination holds no plaintext.
+    /// </summary>
+    public bool TryDecryptWithAd(ReadOnlySpan<byte> associatedData, ReadOnlySpan<byte> ciphertext, Span<byte> plaintext, out int bytesWritten)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        NoiseCipher? cipher = _cipher;
+        if (cipher is null)
+        {
+            CopyChecked(ciphertext, plaintext);
+            bytesWritten = ciphertext.Length;
+            return true;
+        }
+
+        bytesWritten = 0;
+        if (ciphertext.Length < TagSize)
+        {
+            return false;
+        }
+
+        int length = ciphertext.Length - TagSize;
+        if (plaintext.Length < length)
+        {
+            ThrowHelper.ThrowDestinationTooSmall(nameof(plaintext));
+        }
+
+        CheckNonce();
+        if (!cipher.TryDecrypt(_nonce, associatedData, ciphertext, plaintext))
+        {
+            CryptographicOperations.ZeroMemory(plaintext[..length]);
+            return false;
+        }
+
+        _nonce++;
+        bytesWritten = length;
+        return true;
+    }
+
+    /// <summary>REKEY(k) = the first 32 bytes of ENCRYPT(k, 2^64-1, empty, 32 zero bytes) (§4.2, §11.3). The nonce is kept.</summary>
+    public void Rekey()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        NoiseCipher cipher = _cipher ?? throw new InvalidOperationException("Rekey needs a cipher state that has a key.");
+        Span<byte> buffer = stackalloc byte[NoiseCipher.KeySize + TagSize];
+        try
+        {
+            buffer.Clear();
+            cipher.Encrypt(ulong.MaxValue, default, buffer[..NoiseCipher.KeySize], buffer);
+            NoiseCipher next = NoiseCipher.Create(_kind, buffer[..NoiseCipher.KeySize]);
+            cipher.Dispose();
+            _cipher = next;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(buffer);
+        }
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        _cipher?.Dispose();
+        _cipher = null;
+    }
+
+    private void CheckNonce()
+    {
+        if (_nonce == ulong.MaxValue)
+        {
+            ThrowHelper.ThrowPeerLink(PeerLinkError.NonceExhausted, "The cipher state has used every nonce; the session must be rekeyed or re-established.");
+        }
+    }
+
+    private static void CopyChecked(ReadOnlySpan<byte> source, Span<byte> destination)
+    {
+        if (destination.Length < source.Length)
+        {
+            ThrowHelper.ThrowDestinationTooSmall(nameof(destination));
+        }
+
+        source.CopyTo(destination);
+    }
+}
