@@ -433,15 +433,17 @@ internal sealed class NoiseHandshakeState : IDisposable
 
     private void CheckUsable()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         if (_failed)
         {
             throw new InvalidOperationException("This handshake failed earlier and cannot be used again; start a new handshake.");
         }
+
+        ObjectDisposedException.ThrowIf(_disposed, this);
     }
 
     private void Fail()
     {
+        // Erase every key at once: a failed handshake is never resumed.
         _failed = true;
         Dispose();
     }

@@ -89,6 +89,12 @@ internal sealed class NoiseProtocol
             split++;
         }
 
+        if (split == 0)
+        {
+            error = $"'{patternText}' is not a known handshake pattern.";
+            return false;
+        }
+
         string baseName = patternText[..split];
         string modifierText = patternText[split..];
         IReadOnlyList<string> modifiers = modifierText.Length == 0 ? [] : modifierText.Split('+');
