@@ -42,8 +42,8 @@ public sealed class NoiseFallbackVectorTests
         using NoiseKeyPair aliceEphemeral = Key(vector, "init_ephemeral");
         using NoiseKeyPair bobStatic = Key(vector, "resp_static");
         using NoiseKeyPair bobEphemeral = Key(vector, "resp_ephemeral");
-        using var bob = new NoiseHandshakeState(fallback, initiator: true, prologue, bobStatic, localEphemeral: bobEphemeral, remoteEphemeral: message0.AsSpan(0, 32));
-        using var alice = new NoiseHandshakeState(fallback, initiator: false, prologue, aliceStatic, localEphemeral: aliceEphemeral);
+        using var bob = NoiseHandshakeState.Create(fallback, initiator: true, prologue, bobStatic, localEphemeral: bobEphemeral, remoteEphemeral: message0.AsSpan(0, 32));
+        using var alice = NoiseHandshakeState.Create(fallback, initiator: false, prologue, aliceStatic, localEphemeral: aliceEphemeral);
         NoiseTransport? bobTransport = null;
         NoiseTransport? aliceTransport = null;
         try

@@ -158,10 +158,10 @@ public sealed class NoiseHandshakeTests
         NoiseProtocol ik = NoiseProtocol.Parse("Noise_IK_25519_ChaChaPoly_SHA256");
         using NoiseKeyPair key = NoiseKeyPair.Generate();
 
-        Assert.Throws<ArgumentException>("localStatic", () => new NoiseHandshakeState(ik, true, default));
-        Assert.Throws<ArgumentException>("remoteStatic", () => new NoiseHandshakeState(ik, true, default, key));
-        Assert.Throws<ArgumentException>("psks", () => new NoiseHandshakeState(NoiseProtocol.Parse("Noise_XXpsk3_25519_ChaChaPoly_SHA256"), true, default, key));
-        Assert.Throws<ArgumentException>("psks", () => new NoiseHandshakeState(NoiseProtocol.Parse("Noise_NNpsk0_25519_ChaChaPoly_SHA256"), true, default, psks: [new byte[31]]));
+        Assert.Throws<ArgumentException>("localStatic", () => NoiseHandshakeState.Create(ik, true, default));
+        Assert.Throws<ArgumentException>("remoteStatic", () => NoiseHandshakeState.Create(ik, true, default, key));
+        Assert.Throws<ArgumentException>("psks", () => NoiseHandshakeState.Create(NoiseProtocol.Parse("Noise_XXpsk3_25519_ChaChaPoly_SHA256"), true, default, key));
+        Assert.Throws<ArgumentException>("psks", () => NoiseHandshakeState.Create(NoiseProtocol.Parse("Noise_NNpsk0_25519_ChaChaPoly_SHA256"), true, default, psks: [new byte[31]]));
     }
 
     [Theory]
@@ -215,8 +215,8 @@ public sealed class NoiseHandshakeTests
             List<byte[]> initiatorPsks = Enumerable.Repeat(psk, Protocol.Pattern.PskCount).ToList();
             List<byte[]> responderPsks = Enumerable.Repeat(responderPsk ?? psk, Protocol.Pattern.PskCount).ToList();
             byte[] prologue = "PLNK test"u8.ToArray();
-            Initiator = new NoiseHandshakeState(Protocol, true, prologue, InitiatorKey, initiatorRemoteStatic ?? ResponderKey.PublicKey.ToArray(), initiatorPsks);
-            Responder = new NoiseHandshakeState(Protocol, false, prologue, ResponderKey, InitiatorKey.PublicKey, responderPsks);
+            Initiator = NoiseHandshakeState.Create(Protocol, true, prologue, InitiatorKey, initiatorRemoteStatic ?? ResponderKey.PublicKey.ToArray(), initiatorPsks);
+            Responder = NoiseHandshakeState.Create(Protocol, false, prologue, ResponderKey, InitiatorKey.PublicKey, responderPsks);
         }
 
         public NoiseProtocol Protocol { get; }

@@ -154,7 +154,7 @@ public sealed class NoiseVectorTests
         }
 
         // Vectors give keys a side may not need for its pattern (for example a responder static in NN); pass only what the pattern uses.
-        return new NoiseHandshakeState(protocol, initiator, prologue, localStatic, remoteStatic ?? default, psks, ephemeral);
+        return NoiseHandshakeState.Create(protocol, initiator, prologue, localStatic, remoteStatic ?? default, psks, ephemeral);
     }
 
     private static byte[]? Bytes(JsonElement vector, string property) =>

@@ -7,9 +7,9 @@ namespace PeerLink.Security.Noise;
 
 /// <summary>
 /// A Noise CipherState: a key and a 64-bit nonce. Transport messages are encrypted and decrypted here without allocating.
-/// Not thread-safe: one sender and one receiver each own one.
+/// Not thread-safe: one sender and one receiver each own one. Obtained from <see cref="NoiseHandshakeState.Split"/>.
 /// </summary>
-internal sealed class NoiseCipherState : IDisposable
+public sealed class NoiseCipherState : IDisposable
 {
     /// <summary>Bytes added to every message once a key is set.</summary>
     public const int TagSize = NoiseCipher.TagSize;
@@ -25,8 +25,9 @@ internal sealed class NoiseCipherState : IDisposable
     private ulong _nonce;
     private bool _disposed;
 
-    public NoiseCipherState(NoiseCipherKind kind) => _kind = kind;
+    internal NoiseCipherState(NoiseCipherKind kind) => _kind = kind;
 
+    /// <summary>True once a key is set; before that, "encryption" copies the plaintext (as the Noise spec says).</summary>
     public bool HasKey => _cipher is not null;
 
     /// <summary>The next nonce. Settable for datagram transports, where the nonce travels with each packet.</summary>
@@ -36,9 +37,9 @@ internal sealed class NoiseCipherState : IDisposable
         set => _nonce = value;
     }
 
-    public NoiseCipherKind Kind => _kind;
+    internal NoiseCipherKind Kind => _kind;
 
-    public void InitializeKey(ReadOnlySpan<byte> key)
+    internal void InitializeKey(ReadOnlySpan<byte> key)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         NoiseCipher next = NoiseCipher.Create(_kind, key);
@@ -133,6 +134,7 @@ internal sealed class NoiseCipherState : IDisposable
         }
     }
 
+    /// <summary>Erases the key. Later calls throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
         _disposed = true;

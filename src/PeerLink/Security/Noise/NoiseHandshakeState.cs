@@ -7,13 +7,22 @@ using PeerLink.Internal;
 
 namespace PeerLink.Security.Noise;
 
-/// <summary>The two transport CipherStates of a finished handshake. For one-way patterns one of them is null.</summary>
-internal sealed class NoiseTransport(NoiseCipherState? send, NoiseCipherState? receive) : IDisposable
+/// <summary>The two transport CipherStates of a finished handshake, oriented for one side. For one-way patterns one of them is null.</summary>
+public sealed class NoiseTransport : IDisposable
 {
-    public NoiseCipherState? Send { get; } = send;
+    internal NoiseTransport(NoiseCipherState? send, NoiseCipherState? receive)
+    {
+        Send = send;
+        Receive = receive;
+    }
 
-    public NoiseCipherState? Receive { get; } = receive;
+    /// <summary>Encrypts what this side sends; null for the responder of a one-way pattern.</summary>
+    public NoiseCipherState? Send { get; }
 
+    /// <summary>Decrypts what this side receives; null for the initiator of a one-way pattern.</summary>
+    public NoiseCipherState? Receive { get; }
+
+    /// <summary>Erases both keys.</summary>
     public void Dispose()
     {
         Send?.Dispose();
@@ -24,9 +33,9 @@ internal sealed class NoiseTransport(NoiseCipherState? send, NoiseCipherState? r
 /// <summary>
 /// One side of a Noise handshake. Call <see cref="WriteMessage"/> and <see cref="ReadMessage"/> in the order the
 /// pattern says (<see cref="IsMyTurnToWrite"/>), then <see cref="Split"/>. Any failure poisons the state: later calls
-/// throw <see cref="InvalidOperationException"/>. Not thread-safe.
+/// throw <see cref="InvalidOperationException"/>. Not thread-safe. Messages are at most 65535 bytes (Noise §3).
 /// </summary>
-internal sealed class NoiseHandshakeState : IDisposable
+public sealed class NoiseHandshakeState : IDisposable
 {
     private const int DhLength = X25519.KeySize;
 
@@ -46,16 +55,28 @@ internal sealed class NoiseHandshakeState : IDisposable
     private bool _split;
     private bool _disposed;
 
-    /// <summary>Initialize(): sets up the handshake and mixes the prologue and the pre-message keys into h.</summary>
+    /// <summary>Initialize(): sets up one side of a handshake and mixes the prologue and the pre-message keys into h.</summary>
     /// <param name="protocol">The protocol, with its pattern.</param>
     /// <param name="initiator">True for the party that sends the first handshake message.</param>
-    /// <param name="prologue">Data both sides must agree on; it is mixed into h and never sent.</param>
-    /// <param name="localStatic">This side's static key pair, if the pattern uses one. The state keeps a copy.</param>
-    /// <param name="remoteStatic">The peer's static public key, when the pattern has it as a pre-message.</param>
-    /// <param name="psks">The 32-byte pre-shared keys, one per psk token, in order.</param>
-    /// <param name="localEphemeral">A fixed ephemeral key pair (test vectors, or fallback where it was already sent); otherwise generated.</param>
-    /// <param name="remoteEphemeral">The peer's ephemeral public key when it is a pre-message (fallback).</param>
+    /// <param name="prologue">Data both sides must agree on (for example a protocol version); it is mixed into h and never sent.</param>
+    /// <param name="localStatic">This side's identity, when the pattern uses a static key on this side.</param>
+    /// <param name="remoteStatic">The peer's identity, when the pattern has it in advance (the initiator of IK, NK, KK, …).</param>
+    /// <param name="psks">The 32-byte pre-shared keys, one per psk modifier, in order; empty or null when there are none.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="protocol"/> is null.</exception>
+    /// <exception cref="ArgumentException">A key the pattern needs is missing, or the psk count or length is wrong.</exception>
     public NoiseHandshakeState(
+        NoiseProtocol protocol,
+        bool initiator,
+        ReadOnlySpan<byte> prologue,
+        PeerIdentity? localStatic = null,
+        PeerId? remoteStatic = null,
+        IReadOnlyList<byte[]>? psks = null)
+        : this(protocol, initiator, prologue, localStatic?.KeyPair, remoteStatic is { } id ? id.ToArray() : default, psks, null, default)
+    {
+    }
+
+    /// <summary>The full form, for test vectors and fallback: fixed ephemeral keys and pre-message ephemerals.</summary>
+    internal static NoiseHandshakeState Create(
         NoiseProtocol protocol,
         bool initiator,
         ReadOnlySpan<byte> prologue,
@@ -64,6 +85,25 @@ internal sealed class NoiseHandshakeState : IDisposable
         IReadOnlyList<byte[]>? psks = null,
         NoiseKeyPair? localEphemeral = null,
         ReadOnlySpan<byte> remoteEphemeral = default)
+        => new(protocol, initiator, prologue, localStatic, remoteStatic, psks, localEphemeral, remoteEphemeral);
+
+    /// <param name="protocol">The protocol, with its pattern.</param>
+    /// <param name="initiator">True for the party that sends the first handshake message.</param>
+    /// <param name="prologue">Data both sides must agree on; it is mixed into h and never sent.</param>
+    /// <param name="localStatic">This side's static key pair, if the pattern uses one. The state keeps a copy.</param>
+    /// <param name="remoteStatic">The peer's static public key, when the pattern has it as a pre-message.</param>
+    /// <param name="psks">The 32-byte pre-shared keys, one per psk token, in order.</param>
+    /// <param name="localEphemeral">A fixed ephemeral key pair (test vectors, or fallback where it was already sent); otherwise generated.</param>
+    /// <param name="remoteEphemeral">The peer's ephemeral public key when it is a pre-message (fallback).</param>
+    private NoiseHandshakeState(
+        NoiseProtocol protocol,
+        bool initiator,
+        ReadOnlySpan<byte> prologue,
+        NoiseKeyPair? localStatic,
+        ReadOnlySpan<byte> remoteStatic,
+        IReadOnlyList<byte[]>? psks,
+        NoiseKeyPair? localEphemeral,
+        ReadOnlySpan<byte> remoteEphemeral)
     {
         ArgumentNullException.ThrowIfNull(protocol);
         _protocol = protocol;
@@ -128,8 +168,10 @@ internal sealed class NoiseHandshakeState : IDisposable
         MixPreMessage(responderPre, !initiator);
     }
 
+    /// <summary>The protocol of this handshake.</summary>
     public NoiseProtocol Protocol => _protocol;
 
+    /// <summary>True for the side that sends the first message.</summary>
     public bool IsInitiator => _initiator;
 
     /// <summary>True once every handshake message has been written or read.</summary>
@@ -144,8 +186,11 @@ internal sealed class NoiseHandshakeState : IDisposable
     /// <summary>The peer's static public key, once known (empty before).</summary>
     public ReadOnlySpan<byte> RemoteStaticPublicKey => _rs;
 
+    /// <summary>The peer's identity once its static key is known (from the start in IK, after the handshake in XX); null before.</summary>
+    public PeerId? RemotePeerId => _rs is null ? null : new PeerId(_rs);
+
     /// <summary>The peer's ephemeral public key, once received (empty before). A fallback needs it.</summary>
-    public ReadOnlySpan<byte> RemoteEphemeralPublicKey => _re;
+    internal ReadOnlySpan<byte> RemoteEphemeralPublicKey => _re;
 
     /// <summary>This side's ephemeral key pair, once generated. A fallback reuses it.</summary>
     internal NoiseKeyPair? LocalEphemeral => _e;
@@ -161,6 +206,10 @@ internal sealed class NoiseHandshakeState : IDisposable
     }
 
     /// <summary>WriteMessage(payload, message_buffer): returns the number of bytes written to <paramref name="message"/>.</summary>
+    /// <param name="payload">The payload to send with this message (encrypted once a key is set).</param>
+    /// <param name="message">Room for <paramref name="payload"/>.Length + <see cref="NextMessageOverhead"/> bytes.</param>
+    /// <exception cref="InvalidOperationException">It is not this side's turn, or the handshake failed or is complete.</exception>
+    /// <exception cref="ArgumentException">The message would exceed 65535 bytes, or <paramref name="message"/> is too small.</exception>
     public int WriteMessage(ReadOnlySpan<byte> payload, Span<byte> message)
     {
         CheckUsable();
@@ -220,6 +269,10 @@ internal sealed class NoiseHandshakeState : IDisposable
     /// ReadMessage(message, payload_buffer): returns the number of payload bytes written to <paramref name="payload"/>.
     /// A message that fails authentication or is malformed raises <see cref="PeerLinkException"/> and poisons the state.
     /// </summary>
+    /// <param name="message">The message as received.</param>
+    /// <param name="payload">Room for the payload: <paramref name="message"/>.Length - <see cref="NextMessageOverhead"/> bytes.</param>
+    /// <exception cref="PeerLinkException"><see cref="PeerLinkError.DecryptionFailed"/>, <see cref="PeerLinkError.HandshakeFailed"/> or <see cref="PeerLinkError.MessageTooLarge"/>.</exception>
+    /// <exception cref="InvalidOperationException">It is not this side's turn, or the handshake failed or is complete.</exception>
     public int ReadMessage(ReadOnlySpan<byte> message, Span<byte> payload)
     {
         CheckUsable();
@@ -309,6 +362,7 @@ internal sealed class NoiseHandshakeState : IDisposable
         return _initiator ? new NoiseTransport(c1, c2) : new NoiseTransport(c2, c1);
     }
 
+    /// <summary>Erases every key this handshake holds.</summary>
     public void Dispose()
     {
         if (_disposed)
@@ -326,6 +380,7 @@ internal sealed class NoiseHandshakeState : IDisposable
         }
     }
 
+    /// <summary>The protocol, the role and the step; never key material.</summary>
     public override string ToString() => $"{_protocol.Name} ({(_initiator ? "initiator" : "responder")}, message {_messageIndex})";
 
     private bool HasPsk => _pattern.PskCount > 0;

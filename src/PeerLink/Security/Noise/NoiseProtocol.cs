@@ -7,8 +7,11 @@ using System.Text;
 
 namespace PeerLink.Security.Noise;
 
-/// <summary>A parsed, supported Noise protocol name.</summary>
-internal sealed class NoiseProtocol
+/// <summary>
+/// A parsed, supported Noise protocol: a handshake pattern with its modifiers, the DH function (25519), the cipher
+/// (ChaChaPoly or AESGCM) and the hash (SHA256, SHA512, BLAKE2s or BLAKE2b). Immutable and thread-safe.
+/// </summary>
+public sealed class NoiseProtocol
 {
     private NoiseProtocol(string name, HandshakePattern pattern, NoiseCipherKind cipher, NoiseHashKind hash)
     {
@@ -19,19 +22,42 @@ internal sealed class NoiseProtocol
         Hash = hash;
     }
 
+    /// <summary>The full protocol name, for example "Noise_IK_25519_ChaChaPoly_SHA256".</summary>
     public string Name { get; }
 
-    public byte[] NameBytes { get; }
+    /// <summary>The pattern with its modifiers, for example "IK" or "XXpsk3".</summary>
+    public string PatternName => Pattern.Name;
 
-    public HandshakePattern Pattern { get; }
+    /// <summary>The cipher's name: "ChaChaPoly" or "AESGCM".</summary>
+    public string CipherName => NoiseCipher.GetName(Cipher);
 
-    public NoiseCipherKind Cipher { get; }
+    /// <summary>The hash's name: "SHA256", "SHA512", "BLAKE2s" or "BLAKE2b".</summary>
+    public string HashName => NoiseHash.GetName(Hash);
 
-    public NoiseHashKind Hash { get; }
+    /// <summary>True for the one-way patterns N, K and X: after the handshake only the initiator sends.</summary>
+    public bool IsOneWay => Pattern.IsOneWay;
 
+    /// <summary>How many 32-byte pre-shared keys a handshake of this protocol needs (one per psk modifier).</summary>
+    public int PskCount => Pattern.PskCount;
+
+    /// <summary>True when this platform supports the protocol's cipher (ChaCha20-Poly1305 needs OpenSSL 1.1 or later on Linux).</summary>
+    public bool IsSupported => NoiseCipher.IsSupported(Cipher);
+
+    internal byte[] NameBytes { get; }
+
+    internal HandshakePattern Pattern { get; }
+
+    internal NoiseCipherKind Cipher { get; }
+
+    internal NoiseHashKind Hash { get; }
+
+    /// <summary>The protocol name.</summary>
     public override string ToString() => Name;
 
-    /// <summary>Parses a protocol name; an unsupported or malformed name is an <see cref="ArgumentException"/> that says why.</summary>
+    /// <summary>Parses a protocol name.</summary>
+    /// <param name="name">A name such as "Noise_XXpsk3_25519_ChaChaPoly_SHA256".</param>
+    /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
+    /// <exception cref="ArgumentException">The name is malformed or names something unsupported; the message says which part.</exception>
     public static NoiseProtocol Parse(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -43,9 +69,19 @@ internal sealed class NoiseProtocol
         return protocol;
     }
 
-    public static bool TryParse(string name, [NotNullWhen(true)] out NoiseProtocol? protocol, [NotNullWhen(false)] out string? error)
+    /// <summary>Tries to parse a protocol name, and says what is wrong when it cannot.</summary>
+    /// <param name="name">A name such as "Noise_XXpsk3_25519_ChaChaPoly_SHA256".</param>
+    /// <param name="protocol">The protocol, when the result is true.</param>
+    /// <param name="error">Why the name was refused, when the result is false.</param>
+    public static bool TryParse(string? name, [NotNullWhen(true)] out NoiseProtocol? protocol, [NotNullWhen(false)] out string? error)
     {
         protocol = null;
+        if (name is null)
+        {
+            error = "The protocol name is null.";
+            return false;
+        }
+
         string[] parts = name.Split('_');
         if (parts.Length != 5 || parts[0] != "Noise")
         {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every PeerLink test: the command the README gives and the one .ci/run calls.
+# Usage: bash eng/test.sh [extra dotnet test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tests that need operating-system packages (network namespaces, Avahi, coturn) install them through
+# eng/install-test-prerequisites.sh once such tests exist; the tests of the foundation need nothing beyond the .NET SDK.
+if [ -x eng/install-test-prerequisites.sh ]; then
+  eng/install-test-prerequisites.sh
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+dotnet test PeerLink.sln -c Release "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# One plain summary line over all test assemblies: "tests: N passed, N failed, N skipped".
+awk '
+  /(Passed|Failed)! +- +Failed: +[0-9]+, +Passed: +[0-9]+, +Skipped: +[0-9]+/ {
+    gsub(/,/, ""); for (i = 1; i <= NF; i++) {
+      if ($i == "Failed:") f += $(i + 1); if ($i == "Passed:") p += $(i + 1); if ($i == "Skipped:") s += $(i + 1)
+    }
+    found = 1
+  }
+  END { if (found) printf "tests: %d passed, %d failed, %d skipped\n", p, f, s; else print "tests: no test summary found" }
+' "$log"
+exit "$status"
