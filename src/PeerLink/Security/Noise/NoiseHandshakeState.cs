@@ -245,11 +245,8 @@ public sealed class NoiseHandshakeState : IDisposable
                     case NoiseToken.S:
                         offset += _symmetric.EncryptAndHash(_s!.PublicKey, message[offset..]);
                         break;
-                    case NoiseToken.Psk:
-                        _symmetric.MixKeyAndHash(_psks[_pskIndex++]);
-                        break;
                     default:
-                        MixDh(token);
+                        MixSharedSecret(token);
                         break;
                 }
             }
@@ -316,11 +313,8 @@ public sealed class NoiseHandshakeState : IDisposable
                         _rs = rs.ToArray();
                         offset += length;
                         break;
-                    case NoiseToken.Psk:
-                        _symmetric.MixKeyAndHash(_psks[_pskIndex++]);
-                        break;
                     default:
-                        MixDh(token);
+                        MixSharedSecret(token);
                         break;
                 }
             }
@@ -426,6 +420,19 @@ public sealed class NoiseHandshakeState : IDisposable
         if (HasPsk)
         {
             _symmetric.MixKey(publicKey);
+        }
+    }
+
+    /// <summary>The tokens that are processed alike by sender and receiver: psk and the four DH tokens.</summary>
+    private void MixSharedSecret(NoiseToken token)
+    {
+        if (token == NoiseToken.Psk)
+        {
+            _symmetric.MixKeyAndHash(_psks[_pskIndex++]);
+        }
+        else
+        {
+            MixDh(token);
         }
     }
 
