@@ -45,4 +45,10 @@ public enum PeerLinkError
 
     /// <summary>An identity file can be read by other users than its owner.</summary>
     InsecureIdentityFile = 13,
+
+    /// <summary>A STUN server did not answer within the retransmission schedule.</summary>
+    StunTimeout = 14,
+
+    /// <summary>A STUN server answered with an error response, or with a response that does not verify.</summary>
+    StunError = 15,
 }

@@ -1,0 +1,165 @@
+// A STUN client (RFC 8489 §6.2, §9): Binding requests over UDP with the RFC's retransmission schedule, on a socket the
+// caller owns, so that the same local port can later be used to punch through a NAT.
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using PeerLink.Nat.Stun;
+
+namespace PeerLink.Nat;
+
+/// <summary>Learns a socket's reflexive (public) address from a STUN server.</summary>
+public static class StunClient
+{
+    /// <summary>
+    /// Sends a Binding request from <paramref name="socket"/> to <paramref name="server"/> and returns the answer.
+    /// Datagrams that are not the answer (other traffic on the socket) are ignored while waiting.
+    /// </summary>
+    /// <param name="socket">A bound UDP socket the caller owns; it is not closed. Do not read from it meanwhile.</param>
+    /// <param name="server">The STUN server.</param>
+    /// <param name="options">Retransmission and credentials; defaults when null.</param>
+    /// <param name="loggerFactory">Logging; none when null.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <exception cref="PeerLinkException"><see cref="PeerLinkError.StunTimeout"/> when no answer came in time;
+    /// <see cref="PeerLinkError.StunError"/> for an error response or a response that does not verify.</exception>
+    public static Task<StunBindingResult> BindingAsync(Socket socket, IPEndPoint server, StunClientOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default) =>
+        BindingAsync(socket, server, changeRequest: 0, options, loggerFactory, cancellationToken);
+
+    /// <summary>A Binding request with a CHANGE-REQUEST (RFC 5780 §7.2), for behaviour discovery.</summary>
+    internal static async Task<StunBindingResult> BindingAsync(Socket socket, IPEndPoint server, uint changeRequest, StunClientOptions? options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        ArgumentNullException.ThrowIfNull(server);
+        if (socket.SocketType != SocketType.Dgram)
+        {
+            throw new ArgumentException("The socket must be a UDP socket.", nameof(socket));
+        }
+
+        options ??= new StunClientOptions();
+        options.Validate(nameof(options));
+        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger(typeof(StunClient));
+
+        string? realm = null;
+        string? nonce = null;
+        byte[]? key = options.Password is not null && !options.UseLongTermCredentials ? StunCredentials.ShortTermKey(options.Password) : null;
+        for (int round = 0; ; round++)
+        {
+            byte[] request = BuildRequest(changeRequest, options, key, realm, nonce, out byte[] transactionId);
+            (StunMessage response, IPEndPoint from, TimeSpan rtt) = await TransactAsync(socket, server, request, transactionId, options, logger, cancellationToken).ConfigureAwait(false);
+
+            if (response.Class == StunClass.SuccessResponse)
+            {
+                if (key is not null && !response.VerifyMessageIntegrity(key))
+                {
+                    throw new PeerLinkException(PeerLinkError.StunError, $"The response of {server} does not carry a valid MESSAGE-INTEGRITY.");
+                }
+
+                IPEndPoint mapped = response.GetXorMappedAddress() ?? response.GetMappedAddress()
+                    ?? throw new PeerLinkException(PeerLinkError.StunError, $"The response of {server} has no mapped address.");
+                return new StunBindingResult(mapped, server, from, response.GetResponseOrigin(), response.GetOtherAddress(), response.GetSoftware(), rtt);
+            }
+
+            (int code, string reason) = response.GetErrorCode() ?? (0, "an error response without a valid ERROR-CODE");
+            bool challenge = code == 401 && options.UseLongTermCredentials && options.Password is not null && round == 0;
+            bool stale = code == 438 && options.UseLongTermCredentials && realm is not null && round < 3;
+            if ((challenge || stale) && response.GetRealm() is { } newRealm && response.GetNonce() is { } newNonce)
+            {
+                realm = newRealm;
+                nonce = newNonce;
+                key = StunCredentials.LongTermKey(options.Username!, realm, options.Password!);
+                continue;
+            }
+
+            throw new PeerLinkException(PeerLinkError.StunError, $"{server} answered the Binding request with error {code} ({reason}).");
+        }
+    }
+
+    private static byte[] BuildRequest(uint changeRequest, StunClientOptions options, byte[]? key, string? realm, string? nonce, out byte[] transactionId)
+    {
+        transactionId = StunMessageBuilder.NewTransactionId();
+        var builder = new StunMessageBuilder(StunClass.Request, StunMethod.Binding, transactionId);
+        if (changeRequest != 0)
+        {
+            builder.AddUInt32(StunAttributeType.ChangeRequest, changeRequest);
+        }
+
+        if (options.Software is not null)
+        {
+            builder.AddString(StunAttributeType.Software, options.Software);
+        }
+
+        if (key is not null)
+        {
+            builder.AddString(StunAttributeType.Username, options.Username!);
+            if (realm is not null)
+            {
+                builder.AddString(StunAttributeType.Realm, realm).AddString(StunAttributeType.Nonce, nonce!);
+            }
+
+            builder.AddMessageIntegrity(key);
+        }
+
+        return builder.AddFingerprint().ToArray();
+    }
+
+    /// <summary>One transaction: send, wait RTO, resend with the RTO doubled, … then wait Rm × RTO after the last (§6.2.1).</summary>
+    private static async Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactAsync(
+        Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, ILogger logger, CancellationToken cancellationToken)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(2048);
+        try
+        {
+            TimeSpan rto = options.InitialRto;
+            for (int attempt = 1; attempt <= options.MaxTransmissions; attempt++)
+            {
+                TimeSpan wait = attempt < options.MaxTransmissions ? rto * Math.Pow(2, attempt - 1) : rto * options.FinalWaitMultiplier;
+                NatLog.Transmission(logger, server, attempt, (int)wait.TotalMilliseconds);
+                long sentAt = Stopwatch.GetTimestamp();
+                await socket.SendToAsync(request, SocketFlags.None, server, cancellationToken).ConfigureAwait(false);
+
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(wait);
+                try
+                {
+                    while (true)
+                    {
+                        EndPoint any = new IPEndPoint(server.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
+                        SocketReceiveFromResult received;
+                        try
+                        {
+                            received = await socket.ReceiveFromAsync(buffer, SocketFlags.None, any, timeout.Token).ConfigureAwait(false);
+                        }
+                        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused or SocketError.MessageSize)
+                        {
+                            continue;   // an ICMP error or an oversized datagram: keep waiting for the answer
+                        }
+
+                        if (StunMessage.TryParse(buffer.AsSpan(0, received.ReceivedBytes), out StunMessage? message, out _)
+                            && message!.Class is StunClass.SuccessResponse or StunClass.ErrorResponse
+                            && message.Method == StunMethod.Binding
+                            && message.TransactionId.SequenceEqual(transactionId)
+                            && (!message.Has(StunAttributeType.Fingerprint) || message.HasValidFingerprint()))
+                        {
+                            return (message, (IPEndPoint)received.RemoteEndPoint, Stopwatch.GetElapsedTime(sentAt));
+                        }
+                    }
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    // This transmission's wait is over: send again, or give up after the last.
+                }
+            }
+
+            throw new PeerLinkException(PeerLinkError.StunTimeout, $"{server} did not answer {options.MaxTransmissions} Binding transmissions (initial RTO {options.InitialRto.TotalMilliseconds} ms).");
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}

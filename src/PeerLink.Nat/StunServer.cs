@@ -1,0 +1,292 @@
+// A STUN server (RFC 8489 §6.3, §9.1) with RFC 5780 behaviour discovery when the host has two addresses.
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Linq;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using PeerLink.Nat.Stun;
+
+namespace PeerLink.Nat;
+
+/// <summary>
+/// A STUN server over UDP. It answers Binding requests with the requester's reflexive address (XOR-MAPPED-ADDRESS),
+/// RESPONSE-ORIGIN, SOFTWARE and FINGERPRINT; with an alternate address it also supports CHANGE-REQUEST and OTHER-ADDRESS
+/// (RFC 5780). Anything that is not a valid STUN request is dropped; bad requests get the error the RFC names.
+/// </summary>
+/// <remarks>Thread-safe. Dispose it to close its sockets.</remarks>
+public sealed class StunServer : IAsyncDisposable
+{
+    private readonly Endpoint[] _endpoints;
+    private readonly string? _software;
+    private readonly string? _username;
+    private readonly byte[]? _key;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task[] _loops;
+    private int _disposed;
+
+    private StunServer(Endpoint[] endpoints, StunServerOptions options, ILogger logger)
+    {
+        _endpoints = endpoints;
+        _software = options.Software;
+        _username = options.Username;
+        _key = options.Password is null ? null : StunCredentials.ShortTermKey(options.Password);
+        _logger = logger;
+        _loops = endpoints.Select(e => Task.Run(() => ReceiveLoopAsync(e))).ToArray();
+    }
+
+    /// <summary>
+    /// The bound UDP endpoints with their real ports: the primary first; with an alternate address also
+    /// (primary address, alternate port), (alternate address, primary port) and (alternate address, alternate port).
+    /// </summary>
+    public IReadOnlyList<IPEndPoint> LocalEndPoints => _endpoints.Select(e => e.LocalEndPoint).ToArray();
+
+    /// <summary>Binds the sockets and starts answering.</summary>
+    /// <param name="options">Where to listen and how to answer.</param>
+    /// <param name="loggerFactory">Logging; none when null.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    /// <exception cref="ArgumentException">The options are inconsistent; the message says how.</exception>
+    /// <exception cref="SocketException">A socket could not be bound.</exception>
+    public static Task<StunServer> StartAsync(StunServerOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate(nameof(options));
+        cancellationToken.ThrowIfCancellationRequested();
+        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<StunServer>();
+
+        var endpoints = new List<Endpoint>();
+        try
+        {
+            Endpoint primary = Endpoint.Bind(options.PrimaryEndPoint, changedIp: false, changedPort: false);
+            endpoints.Add(primary);
+            if (options.AlternateAddress is { } alternate)
+            {
+                Endpoint primaryAltPort = Endpoint.Bind(new IPEndPoint(options.PrimaryEndPoint.Address, options.AlternatePort), false, true);
+                endpoints.Add(primaryAltPort);
+                endpoints.Add(Endpoint.Bind(new IPEndPoint(alternate, primary.LocalEndPoint.Port), true, false));
+                endpoints.Add(Endpoint.Bind(new IPEndPoint(alternate, primaryAltPort.LocalEndPoint.Port), true, true));
+            }
+        }
+        catch
+        {
+            foreach (Endpoint endpoint in endpoints)
+            {
+                endpoint.Socket.Dispose();
+            }
+
+            throw;
+        }
+
+        foreach (Endpoint endpoint in endpoints)
+        {
+            NatLog.ServerListening(logger, endpoint.LocalEndPoint);
+        }
+
+        return Task.FromResult(new StunServer([.. endpoints], options, logger));
+    }
+
+    /// <summary>Stops answering and closes the sockets. Idempotent.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        foreach (Endpoint endpoint in _endpoints)
+        {
+            endpoint.Socket.Dispose();
+        }
+
+        await Task.WhenAll(_loops).ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+
+    private async Task ReceiveLoopAsync(Endpoint endpoint)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(65536);
+        EndPoint any = endpoint.LocalEndPoint.AddressFamily == AddressFamily.InterNetworkV6 ? new IPEndPoint(IPAddress.IPv6Any, 0) : new IPEndPoint(IPAddress.Any, 0);
+        try
+        {
+            while (!_stopping.IsCancellationRequested)
+            {
+                SocketReceiveMessageFromResult received;
+                try
+                {
+                    received = await endpoint.Socket.ReceiveMessageFromAsync(buffer, SocketFlags.None, any, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.ConnectionRefused)
+                {
+                    continue;   // ICMP errors from earlier sends, or an oversized datagram: not fatal for a server
+                }
+
+                var remote = (IPEndPoint)received.RemoteEndPoint;
+                byte[]? response = HandleDatagram(endpoint, buffer.AsSpan(0, received.ReceivedBytes), remote, received.PacketInformation.Address, out Endpoint replyFrom);
+                if (response is not null)
+                {
+                    try
+                    {
+                        await replyFrom.Socket.SendToAsync(response, SocketFlags.None, remote, _stopping.Token).ConfigureAwait(false);
+                    }
+                    catch (SocketException)
+                    {
+                        // The requester is unreachable now; nothing to do for a stateless server.
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException && _stopping.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+        catch (Exception e)
+        {
+            NatLog.ReceiveLoopFailed(_logger, endpoint.LocalEndPoint, e);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Decides the answer to one datagram; null to drop it. Bounded work: one parse, one response.</summary>
+    private byte[]? HandleDatagram(Endpoint endpoint, ReadOnlySpan<byte> datagram, IPEndPoint remote, IPAddress localAddress, out Endpoint replyFrom)
+    {
+        replyFrom = endpoint;
+        if (!StunMessage.TryParse(datagram, out StunMessage? request, out string? reason))
+        {
+            NatLog.DatagramDropped(_logger, datagram.Length, remote, reason!);
+            return null;
+        }
+
+        if (request!.Class != StunClass.Request || request.Method != StunMethod.Binding)
+        {
+            NatLog.DatagramDropped(_logger, datagram.Length, remote, $"class {request.Class}, method 0x{request.Method:x3} is not a Binding request");
+            return null;
+        }
+
+        if (request.UnknownComprehensionRequired.Count > 0)
+        {
+            return Error(request, remote, 420, "Unknown Attribute", request.UnknownComprehensionRequired);
+        }
+
+        if (_key is not null)
+        {
+            // RFC 8489 §9.1.3: both USERNAME and MESSAGE-INTEGRITY, or 400; a wrong user or MAC is 401.
+            if (!request.Has(StunAttributeType.MessageIntegrity) || request.GetUsername() is not { } username)
+            {
+                return Error(request, remote, 400, "Bad Request");
+            }
+
+            if (username != _username || !request.VerifyMessageIntegrity(_key))
+            {
+                return Error(request, remote, 401, "Unauthenticated");
+            }
+        }
+
+        if (request.GetChangeRequest() is { } change && change != 0)
+        {
+            bool changeIp = (change & StunConstants.ChangeIp) != 0;
+            bool changePort = (change & StunConstants.ChangePort) != 0;
+            Endpoint? target = FindEndpoint(endpoint.ChangedIp ^ changeIp, endpoint.ChangedPort ^ changePort);
+            if (target is null)
+            {
+                return Error(request, remote, 420, "Unknown Attribute", [StunAttributeType.ChangeRequest]);
+            }
+
+            replyFrom = target;
+        }
+
+        var response = new StunMessageBuilder(StunClass.SuccessResponse, StunMethod.Binding, request.TransactionId)
+            .AddAddress(StunAttributeType.XorMappedAddress, Normalize(remote));
+        IPAddress origin = replyFrom == endpoint && IsWildcard(replyFrom.LocalEndPoint.Address) ? localAddress : replyFrom.LocalEndPoint.Address;
+        if (!IsWildcard(origin))
+        {
+            response.AddAddress(StunAttributeType.ResponseOrigin, new IPEndPoint(Normalize(origin), replyFrom.LocalEndPoint.Port));
+        }
+
+        if (FindEndpoint(!replyFrom.ChangedIp, !replyFrom.ChangedPort) is { } other)
+        {
+            response.AddAddress(StunAttributeType.OtherAddress, other.LocalEndPoint);
+        }
+
+        return Finish(response);
+    }
+
+    private byte[] Error(StunMessage request, IPEndPoint remote, int code, string reason, IReadOnlyList<ushort>? unknown = null)
+    {
+        NatLog.ErrorAnswered(_logger, remote, code);
+        var response = new StunMessageBuilder(StunClass.ErrorResponse, StunMethod.Binding, request.TransactionId).AddErrorCode(code, reason);
+        if (unknown is not null)
+        {
+            response.AddUnknownAttributes(unknown);
+        }
+
+        // A 400 or 401 carries no MESSAGE-INTEGRITY: the requester's credentials are what failed.
+        return Finish(response, integrity: code is not (400 or 401));
+    }
+
+    private byte[] Finish(StunMessageBuilder response, bool integrity = true)
+    {
+        if (_software is not null)
+        {
+            response.AddString(StunAttributeType.Software, _software);
+        }
+
+        if (integrity && _key is not null)
+        {
+            response.AddMessageIntegrity(_key);
+        }
+
+        return response.AddFingerprint().ToArray();
+    }
+
+    private Endpoint? FindEndpoint(bool changedIp, bool changedPort) =>
+        Array.Find(_endpoints, e => e.ChangedIp == changedIp && e.ChangedPort == changedPort);
+
+    private static IPEndPoint Normalize(IPEndPoint endPoint) =>
+        endPoint.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(endPoint.Address.MapToIPv4(), endPoint.Port) : endPoint;
+
+    private static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+
+    private static bool IsWildcard(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
+
+    /// <summary>One bound socket and where it stands among the four RFC 5780 endpoints.</summary>
+    private sealed class Endpoint(Socket socket, bool changedIp, bool changedPort)
+    {
+        public Socket Socket { get; } = socket;
+
+        public bool ChangedIp { get; } = changedIp;
+
+        public bool ChangedPort { get; } = changedPort;
+
+        public IPEndPoint LocalEndPoint { get; } = (IPEndPoint)socket.LocalEndPoint!;
+
+        public static Endpoint Bind(IPEndPoint endPoint, bool changedIp, bool changedPort)
+        {
+            var socket = new Socket(endPoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            try
+            {
+                if (endPoint.AddressFamily == AddressFamily.InterNetworkV6)
+                {
+                    socket.DualMode = false;
+                }
+
+                socket.SetSocketOption(endPoint.AddressFamily == AddressFamily.InterNetworkV6 ? SocketOptionLevel.IPv6 : SocketOptionLevel.IP, SocketOptionName.PacketInformation, true);
+                socket.Bind(endPoint);
+                return new Endpoint(socket, changedIp, changedPort);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+using System;
+using System.Net;
+
+namespace PeerLink.Nat;
+
+/// <summary>Settings of a <see cref="StunServer"/>. Validated and copied when the server starts.</summary>
+public sealed class StunServerOptions
+{
+    /// <summary>The address and port the server answers on.</summary>
+    /// <remarks>Defaults to 0.0.0.0:3478 (all IPv4 addresses, the standard STUN port). Port 0 picks a free port;
+    /// read the real one from <see cref="StunServer.LocalEndPoints"/>.</remarks>
+    public IPEndPoint PrimaryEndPoint { get; set; } = new(IPAddress.Any, 3478);
+
+    /// <summary>
+    /// A second address of this host. When set, the server also listens on a second port of both addresses and supports
+    /// RFC 5780 behaviour discovery: OTHER-ADDRESS in responses, and CHANGE-REQUEST answered from the other address or port.
+    /// </summary>
+    /// <remarks>Defaults to null (no behaviour discovery; CHANGE-REQUEST is answered with error 420). Must be a specific
+    /// address of the same family as <see cref="PrimaryEndPoint"/>, which must then be specific too.</remarks>
+    public IPAddress? AlternateAddress { get; set; }
+
+    /// <summary>The second port, used with <see cref="AlternateAddress"/>.</summary>
+    /// <remarks>Defaults to 3479. 0 picks a free port.</remarks>
+    public int AlternatePort { get; set; } = 3479;
+
+    /// <summary>The SOFTWARE attribute of responses, or null to leave it out.</summary>
+    /// <remarks>Defaults to "PeerLink".</remarks>
+    public string? Software { get; set; } = "PeerLink";
+
+    /// <summary>With <see cref="Password"/>, short-term credentials that every request must carry (RFC 8489 §9.1).</summary>
+    /// <remarks>Defaults to null: requests need no credentials, as usual for a public STUN server.</remarks>
+    public string? Username { get; set; }
+
+    /// <summary>The short-term password that goes with <see cref="Username"/>.</summary>
+    /// <remarks>Defaults to null.</remarks>
+    public string? Password { get; set; }
+
+    internal void Validate(string paramName)
+    {
+        if (PrimaryEndPoint is null)
+        {
+            throw new ArgumentException("PrimaryEndPoint is required.", paramName);
+        }
+
+        if ((Username is null) != (Password is null))
+        {
+            throw new ArgumentException("Username and Password go together: set both or neither.", paramName);
+        }
+
+        if (AlternateAddress is not null)
+        {
+            if (AlternateAddress.AddressFamily != PrimaryEndPoint.AddressFamily)
+            {
+                throw new ArgumentException("AlternateAddress must be of the same address family as PrimaryEndPoint.", paramName);
+            }
+
+            if (IsWildcard(AlternateAddress) || IsWildcard(PrimaryEndPoint.Address))
+            {
+                throw new ArgumentException("Behaviour discovery needs specific addresses: neither PrimaryEndPoint nor AlternateAddress may be a wildcard.", paramName);
+            }
+
+            if (AlternateAddress.Equals(PrimaryEndPoint.Address))
+            {
+                throw new ArgumentException("AlternateAddress must differ from the primary address.", paramName);
+            }
+
+            if (AlternatePort is < 0 or > 65535 || (AlternatePort != 0 && AlternatePort == PrimaryEndPoint.Port))
+            {
+                throw new ArgumentException("AlternatePort must be a port from 0 to 65535 that differs from the primary port.", paramName);
+            }
+        }
+    }
+
+    private static bool IsWildcard(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
+}
