@@ -195,6 +195,73 @@ public sealed class StunClientServerTests
     }
 
     [Fact]
+    public async Task LongTermCredentialsFollowThe401ChallengeAndA438StaleNonce()
+    {
+        using Socket fake = BoundUdp(IPAddress.Loopback);
+        using Socket socket = BoundUdp(IPAddress.Loopback);
+        byte[] key = StunCredentials.LongTermKey("device", "example.org", "p\u00ADw");   // SASLprep drops the soft hyphen
+        var steps = new List<string>();
+        Task server = Task.Run(async () =>
+        {
+            byte[] buffer = new byte[2048];
+            for (int step = 0; step < 3; step++)
+            {
+                SocketReceiveFromResult r = await fake.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Any, 0));
+                Assert.True(StunMessage.TryParse(buffer.AsSpan(0, r.ReceivedBytes), out StunMessage? request, out _));
+                var reply = new StunMessageBuilder(step == 2 ? StunClass.SuccessResponse : StunClass.ErrorResponse, StunMethod.Binding, request!.TransactionId);
+                switch (step)
+                {
+                    case 0:
+                        steps.Add(request.Has(StunAttributeType.MessageIntegrity) ? "credentials too early" : "unauthenticated");
+                        reply.AddErrorCode(401, "Unauthenticated").AddString(StunAttributeType.Realm, "example.org").AddString(StunAttributeType.Nonce, "n1");
+                        break;
+                    case 1:
+                        steps.Add($"{request.GetUsername()}@{request.GetRealm()} nonce {request.GetNonce()} valid {request.VerifyMessageIntegrity(key)}");
+                        reply.AddErrorCode(438, "Stale Nonce").AddString(StunAttributeType.Realm, "example.org").AddString(StunAttributeType.Nonce, "n2");
+                        break;
+                    default:
+                        steps.Add($"{request.GetUsername()}@{request.GetRealm()} nonce {request.GetNonce()} valid {request.VerifyMessageIntegrity(key)}");
+                        reply.AddAddress(StunAttributeType.XorMappedAddress, (IPEndPoint)r.RemoteEndPoint).AddMessageIntegrity(key);
+                        break;
+                }
+
+                await fake.SendToAsync(reply.AddFingerprint().ToArray(), SocketFlags.None, r.RemoteEndPoint);
+            }
+        });
+
+        var options = new StunClientOptions { Username = "device", Password = "p\u00ADw", UseLongTermCredentials = true, InitialRto = TimeSpan.FromMilliseconds(200) };
+        StunBindingResult result = await StunClient.BindingAsync(socket, (IPEndPoint)fake.LocalEndPoint!, options).WaitAsync(Limit);
+        await server.WaitAsync(Limit);
+
+        Assert.Equal(socket.LocalEndPoint, result.MappedAddress);
+        Assert.Equal(["unauthenticated", "device@example.org nonce n1 valid True", "device@example.org nonce n2 valid True"], steps);
+    }
+
+    [Fact]
+    public async Task AResponseWithABadMacIsRefused()
+    {
+        using Socket fake = BoundUdp(IPAddress.Loopback);
+        using Socket socket = BoundUdp(IPAddress.Loopback);
+        Task server = Task.Run(async () =>
+        {
+            byte[] buffer = new byte[2048];
+            SocketReceiveFromResult r = await fake.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Any, 0));
+            Assert.True(StunMessage.TryParse(buffer.AsSpan(0, r.ReceivedBytes), out StunMessage? request, out _));
+            byte[] reply = new StunMessageBuilder(StunClass.SuccessResponse, StunMethod.Binding, request!.TransactionId)
+                .AddAddress(StunAttributeType.XorMappedAddress, new IPEndPoint(IPAddress.Parse("198.51.100.9"), 9))
+                .AddMessageIntegrity("an attacker's key"u8).ToArray();
+            await fake.SendToAsync(reply, SocketFlags.None, r.RemoteEndPoint);
+        });
+
+        var options = new StunClientOptions { Username = "device", Password = "pw" };
+        var e = await Assert.ThrowsAsync<PeerLinkException>(() => StunClient.BindingAsync(socket, (IPEndPoint)fake.LocalEndPoint!, options).WaitAsync(Limit));
+        await server.WaitAsync(Limit);
+
+        Assert.Equal(PeerLinkError.StunError, e.Error);
+        Assert.Contains("MESSAGE-INTEGRITY", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ASilentServerTimesOutAfterRcTransmissions()
     {
         using Socket silent = BoundUdp(IPAddress.Loopback);
