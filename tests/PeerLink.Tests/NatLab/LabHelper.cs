@@ -1,0 +1,63 @@
+using System;
+using System.Net;
+using System.Text.Json;
+using System.Threading.Tasks;
+using PeerLink.Nat;
+
+namespace PeerLink.Tests.NatLab;
+
+/// <summary>
+/// The entry point of this assembly, for the NAT laboratory: `dotnet PeerLink.Tests.dll stun-server PRIMARY ALTERNATE`
+/// runs a <see cref="StunServer"/> until its standard input closes; `dotnet PeerLink.Tests.dll nat-discover SERVER`
+/// prints the result of <see cref="NatBehaviorDiscovery"/> as one JSON line. The test host never calls it.
+/// </summary>
+public static class LabHelper
+{
+    public static async Task<int> Main(string[] args)
+    {
+        try
+        {
+            switch (args.Length > 0 ? args[0] : string.Empty)
+            {
+                case "stun-server":
+                    IPEndPoint alternate = IPEndPoint.Parse(args[2]);
+                    await using (StunServer server = await StunServer.StartAsync(new StunServerOptions
+                    {
+                        PrimaryEndPoint = IPEndPoint.Parse(args[1]),
+                        AlternateAddress = alternate.Address,
+                        AlternatePort = alternate.Port,
+                    }))
+                    {
+                        Console.WriteLine("ready " + string.Join(' ', server.LocalEndPoints));
+                        while (await Console.In.ReadLineAsync() is not null)
+                        {
+                        }
+                    }
+
+                    return 0;
+
+                case "nat-discover":
+                    NatBehavior behavior = await NatBehaviorDiscovery.DiscoverAsync(IPEndPoint.Parse(args[1]));
+                    Console.WriteLine(JsonSerializer.Serialize(new
+                    {
+                        mapping = behavior.Mapping.ToString(),
+                        filtering = behavior.Filtering.ToString(),
+                        kind = behavior.Kind,
+                        mapped = behavior.MappedAddress.ToString(),
+                        local = behavior.LocalEndPoint.ToString(),
+                        summary = behavior.Summary,
+                    }));
+                    return 0;
+
+                default:
+                    Console.Error.WriteLine("usage: PeerLink.Tests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER");
+                    return 2;
+            }
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine(e);
+            return 1;
+        }
+    }
+}

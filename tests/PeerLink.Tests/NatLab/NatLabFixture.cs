@@ -1,0 +1,165 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Threading;
+using System.Threading.Tasks;
+using Xunit;
+
+namespace PeerLink.Tests.NatLab;
+
+/// <summary>
+/// One NAT laboratory (eng/natlab.sh): six network namespaces with real Linux NAT between them, under a prefix of its
+/// own so that labs never collide. Disposing kills its processes and deletes its namespaces.
+/// </summary>
+internal sealed class NatLabFixture : IAsyncDisposable
+{
+    private static int s_counter;
+    private readonly List<Process> _background = [];
+
+    private NatLabFixture(string prefix) => Prefix = prefix;
+
+    public string Prefix { get; }
+
+    /// <summary>Why the laboratory cannot run here, or null when it can.</summary>
+    public static string? UnavailableReason { get; } = FindUnavailableReason();
+
+    public static async Task<NatLabFixture> UpAsync(string natA, string natB)
+    {
+        var lab = new NatLabFixture($"pl{Environment.ProcessId % 100000}x{Interlocked.Increment(ref s_counter)}-");
+        (int exit, _, string error) = await RunAsync("bash", [Script, "up", natA, natB], lab.LabEnvironment);
+        if (exit != 0)
+        {
+            await lab.DisposeAsync();
+            throw new InvalidOperationException($"natlab.sh up {natA} {natB} failed: {error}");
+        }
+
+        return lab;
+    }
+
+    /// <summary>Runs this test assembly's <see cref="LabHelper"/> in a host of the lab and returns its output.</summary>
+    public Task<(int Exit, string Output, string Error)> RunHelperAsync(string host, params string[] args) =>
+        RunAsync("ip", ["netns", "exec", Prefix + host, DotnetHost, HelperAssembly, .. args], LabEnvironment);
+
+    /// <summary>Starts the helper in a host and waits for its first line ("ready …").</summary>
+    public async Task<string> StartHelperAsync(string host, params string[] args)
+    {
+        var process = Process.Start(Start("ip", ["netns", "exec", Prefix + host, DotnetHost, HelperAssembly, .. args], LabEnvironment, redirectInput: true))!;
+        _background.Add(process);
+        string? line = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        if (line is null || !line.StartsWith("ready", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"The helper in {host} did not start: {line} {await process.StandardError.ReadToEndAsync()}");
+        }
+
+        return line;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (Process process in _background)
+        {
+            try
+            {
+                process.StandardInput.Close();   // the helper's signal to stop cleanly
+                await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            }
+            catch (Exception e) when (e is TimeoutException or InvalidOperationException or IOException)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+
+            process.Dispose();
+        }
+
+        await RunAsync("bash", [Script, "down"], LabEnvironment);
+    }
+
+    /// <summary>The lab's namespaces that exist now (empty after disposal).</summary>
+    public string[] ExistingNamespaces() =>
+        Directory.Exists("/run/netns")
+            ? Directory.GetFiles("/run/netns").Select(f => Path.GetFileName(f)).Where(n => n.StartsWith(Prefix, StringComparison.Ordinal)).ToArray()
+            : [];
+
+    private Dictionary<string, string> LabEnvironment => new() { ["NATLAB_PREFIX"] = Prefix };
+
+    private static string Script => Path.Combine(AppContext.BaseDirectory, "natlab.sh");
+
+    private static string HelperAssembly => typeof(LabHelper).Assembly.Location;
+
+    private static string DotnetHost
+    {
+        get
+        {
+            string candidate = Path.GetFullPath(Path.Combine(RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", "dotnet"));
+            return File.Exists(candidate) ? candidate : "dotnet";
+        }
+    }
+
+    private static async Task<(int Exit, string Output, string Error)> RunAsync(string file, string[] args, Dictionary<string, string> environment)
+    {
+        using var process = Process.Start(Start(file, args, environment, redirectInput: false))!;
+        Task<string> output = process.StandardOutput.ReadToEndAsync();
+        Task<string> error = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await output, await error);
+    }
+
+    private static ProcessStartInfo Start(string file, string[] args, Dictionary<string, string> environment, bool redirectInput)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectInput, UseShellExecute = false };
+        foreach (string arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        foreach ((string key, string value) in environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        return info;
+    }
+
+    private static string? FindUnavailableReason()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return "The NAT laboratory needs Linux network namespaces.";
+        }
+
+        if (Environment.UserName != "root" && Geteuid() != 0)
+        {
+            return "The NAT laboratory needs root (network namespaces and nftables need CAP_NET_ADMIN); CI runs as root.";
+        }
+
+        foreach (string tool in new[] { "ip", "nft" })
+        {
+            if (!new[] { "/usr/sbin", "/sbin", "/usr/bin", "/bin" }.Any(d => File.Exists(Path.Combine(d, tool))))
+            {
+                return $"The NAT laboratory needs '{tool}'; eng/install-test-prerequisites.sh installs it (run as root).";
+            }
+        }
+
+        return null;
+    }
+
+    [DllImport("libc", EntryPoint = "geteuid")]
+    private static extern uint Geteuid();
+}
+
+/// <summary>A theory that needs the NAT laboratory: skipped, with the reason, where it cannot run.</summary>
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class NatLabTheoryAttribute : TheoryAttribute
+{
+    public NatLabTheoryAttribute()
+    {
+        if (NatLabFixture.UnavailableReason is { } reason)
+        {
+            Skip = reason;
+        }
+    }
+}
