@@ -127,12 +127,12 @@ public sealed class StunServer : IAsyncDisposable
                 }
 
                 var remote = (IPEndPoint)received.RemoteEndPoint;
-                byte[]? response = HandleDatagram(endpoint, buffer.AsSpan(0, received.ReceivedBytes), remote, received.PacketInformation.Address, out Endpoint replyFrom);
+                byte[]? response = HandleDatagram(endpoint, buffer.AsSpan(0, received.ReceivedBytes), remote, received.PacketInformation.Address, out Endpoint replyFrom, out IPEndPoint replyTo);
                 if (response is not null)
                 {
                     try
                     {
-                        await replyFrom.Socket.SendToAsync(response, SocketFlags.None, remote, _stopping.Token).ConfigureAwait(false);
+                        await replyFrom.Socket.SendToAsync(response, SocketFlags.None, replyTo, _stopping.Token).ConfigureAwait(false);
                     }
                     catch (SocketException)
                     {
@@ -156,9 +156,10 @@ public sealed class StunServer : IAsyncDisposable
     }
 
     /// <summary>Decides the answer to one datagram; null to drop it. Bounded work: one parse, one response.</summary>
-    private byte[]? HandleDatagram(Endpoint endpoint, ReadOnlySpan<byte> datagram, IPEndPoint remote, IPAddress localAddress, out Endpoint replyFrom)
+    private byte[]? HandleDatagram(Endpoint endpoint, ReadOnlySpan<byte> datagram, IPEndPoint remote, IPAddress localAddress, out Endpoint replyFrom, out IPEndPoint replyTo)
     {
         replyFrom = endpoint;
+        replyTo = remote;
         if (!StunMessage.TryParse(datagram, out StunMessage? request, out string? reason))
         {
             NatLog.DatagramDropped(_logger, datagram.Length, remote, reason!);
@@ -188,6 +189,13 @@ public sealed class StunServer : IAsyncDisposable
             {
                 return Error(request, remote, 401, "Unauthenticated");
             }
+        }
+
+        // RFC 5780 §7.5: RESPONSE-PORT sends the answer to another port of the requester's address (its filtering tests
+        // listen there); the mapped address still reports where the request came from.
+        if (request.GetResponsePort() is { } responsePort && responsePort != 0)
+        {
+            replyTo = new IPEndPoint(remote.Address, responsePort);
         }
 
         if (request.GetChangeRequest() is { } change && change != 0)

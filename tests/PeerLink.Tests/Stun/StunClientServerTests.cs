@@ -81,6 +81,26 @@ public sealed class StunClientServerTests
     }
 
     [Fact]
+    public async Task ResponsePortSendsTheAnswerToAnotherPortOfTheRequester()
+    {
+        await using StunServer server = await StunServer.StartAsync(new() { PrimaryEndPoint = new IPEndPoint(IPAddress.Loopback, 0) });
+        using Socket sender = BoundUdp(IPAddress.Loopback);
+        using Socket listener = BoundUdp(IPAddress.Loopback);
+        byte[] id = StunMessageBuilder.NewTransactionId();
+        byte[] request = new StunMessageBuilder(StunClass.Request, StunMethod.Binding, id)
+            .AddResponsePort((ushort)((IPEndPoint)listener.LocalEndPoint!).Port).ToArray();
+
+        await sender.SendToAsync(request, SocketFlags.None, server.LocalEndPoints[0]);
+        byte[] buffer = new byte[2048];
+        SocketReceiveFromResult r = await listener.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Any, 0)).WaitAsync(Limit);
+
+        Assert.True(StunMessage.TryParse(buffer.AsSpan(0, r.ReceivedBytes), out StunMessage? response, out _));
+        Assert.Equal(id, response!.TransactionId.ToArray());
+        Assert.Equal(sender.LocalEndPoint, response.GetXorMappedAddress());   // still the request's source
+        Assert.Equal(0, sender.Available);
+    }
+
+    [Fact]
     public async Task ChangeRequestWithoutAnAlternateAddressIsError420()
     {
         await using StunServer server = await StunServer.StartAsync(new() { PrimaryEndPoint = new IPEndPoint(IPAddress.Loopback, 0) });
