@@ -20,7 +20,10 @@ public static class StunClient
     /// Sends a Binding request from <paramref name="socket"/> to <paramref name="server"/> and returns the answer.
     /// Datagrams that are not the answer (other traffic on the socket) are ignored while waiting.
     /// </summary>
-    /// <param name="socket">A bound UDP socket the caller owns; it is not closed. Do not read from it meanwhile.</param>
+    /// <param name="socket">
+    /// A bound UDP socket, or a TCP socket connected to <paramref name="server"/> (STUN over TCP, RFC 8489 §6.2.2). The
+    /// caller owns it, and it stays open, so that its local port can be used again to punch. Do not read from it meanwhile.
+    /// </param>
     /// <param name="server">The STUN server.</param>
     /// <param name="options">Retransmission and credentials; defaults when null.</param>
     /// <param name="loggerFactory">Logging; none when null.</param>
@@ -35,9 +38,20 @@ public static class StunClient
     {
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentNullException.ThrowIfNull(server);
-        if (socket.SocketType != SocketType.Dgram)
+        bool tcp = socket.SocketType == SocketType.Stream;
+        if (!tcp && socket.SocketType != SocketType.Dgram)
         {
-            throw new ArgumentException("The socket must be a UDP socket.", nameof(socket));
+            throw new ArgumentException("The socket must be a UDP socket or a connected TCP socket.", nameof(socket));
+        }
+
+        if (tcp && !socket.Connected)
+        {
+            throw new ArgumentException("A TCP socket must be connected to the server first.", nameof(socket));
+        }
+
+        if (tcp && changeRequest != 0)
+        {
+            throw new ArgumentException("CHANGE-REQUEST is a UDP test.", nameof(changeRequest));
         }
 
         options ??= new StunClientOptions();
@@ -50,7 +64,9 @@ public static class StunClient
         for (int round = 0; ; round++)
         {
             byte[] request = BuildRequest(changeRequest, options, key, realm, nonce, out byte[] transactionId);
-            (StunMessage response, IPEndPoint from, TimeSpan rtt) = await TransactAsync(socket, server, request, transactionId, options, logger, cancellationToken).ConfigureAwait(false);
+            (StunMessage response, IPEndPoint from, TimeSpan rtt) = tcp
+                ? await TransactTcpAsync(socket, server, request, transactionId, options, cancellationToken).ConfigureAwait(false)
+                : await TransactAsync(socket, server, request, transactionId, options, logger, cancellationToken).ConfigureAwait(false);
 
             if (response.Class == StunClass.SuccessResponse)
             {
@@ -105,6 +121,62 @@ public static class StunClient
         }
 
         return builder.AddFingerprint().ToArray();
+    }
+
+    /// <summary>Over TCP: send once, then read framed messages until the answer or Ti (RFC 8489 §6.2.2).</summary>
+    private static async Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactTcpAsync(
+        Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, CancellationToken cancellationToken)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(StunConstants.HeaderSize + 65535);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.TcpTransactionTimeout);
+        try
+        {
+            long sentAt = Stopwatch.GetTimestamp();
+            await socket.SendAsync(request, SocketFlags.None, timeout.Token).ConfigureAwait(false);
+            while (true)
+            {
+                await ReadExactlyAsync(socket, buffer.AsMemory(0, StunConstants.HeaderSize), server, timeout.Token).ConfigureAwait(false);
+                int length = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2));
+                await ReadExactlyAsync(socket, buffer.AsMemory(StunConstants.HeaderSize, length), server, timeout.Token).ConfigureAwait(false);
+                if (!StunMessage.TryParse(buffer.AsSpan(0, StunConstants.HeaderSize + length), out StunMessage? message, out string? error))
+                {
+                    throw new PeerLinkException(PeerLinkError.StunError, $"{server} sent something over TCP that is not STUN: {error}");
+                }
+
+                if (message!.Class is StunClass.SuccessResponse or StunClass.ErrorResponse && message.TransactionId.SequenceEqual(transactionId)
+                    && (!message.Has(StunAttributeType.Fingerprint) || message.HasValidFingerprint()))
+                {
+                    return (message, server, Stopwatch.GetElapsedTime(sentAt));
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new PeerLinkException(PeerLinkError.StunTimeout, $"{server} did not answer over TCP within {options.TcpTransactionTimeout.TotalSeconds} s.");
+        }
+        catch (SocketException e)
+        {
+            throw new PeerLinkException(PeerLinkError.ConnectionReset, $"The TCP connection to {server} failed: {e.SocketErrorCode}.", e);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static async ValueTask ReadExactlyAsync(Socket socket, Memory<byte> destination, IPEndPoint server, CancellationToken cancellationToken)
+    {
+        while (!destination.IsEmpty)
+        {
+            int read = await socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (read == 0)
+            {
+                throw new PeerLinkException(PeerLinkError.ConnectionReset, $"{server} closed the TCP connection before answering.");
+            }
+
+            destination = destination[read..];
+        }
     }
 
     /// <summary>One transaction: send, wait RTO, resend with the RTO doubled, … then wait Rm × RTO after the last (§6.2.1).</summary>

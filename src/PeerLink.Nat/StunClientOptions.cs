@@ -17,6 +17,10 @@ public sealed class StunClientOptions
     /// <remarks>Defaults to 16, so that with the other defaults a dead server is given up after 39.5 s.</remarks>
     public int FinalWaitMultiplier { get; set; } = 16;
 
+    /// <summary>Over TCP, how long a request waits for its answer, Ti (RFC 8489 §6.2.2; TCP needs no retransmission).</summary>
+    /// <remarks>Defaults to 39.5 seconds.</remarks>
+    public TimeSpan TcpTransactionTimeout { get; set; } = TimeSpan.FromSeconds(39.5);
+
     /// <summary>The user name of the credentials, or null for none.</summary>
     /// <remarks>Defaults to null.</remarks>
     public string? Username { get; set; }
@@ -51,6 +55,11 @@ public sealed class StunClientOptions
         if (FinalWaitMultiplier is < 1 or > 64)
         {
             throw new ArgumentOutOfRangeException(paramName, FinalWaitMultiplier, "FinalWaitMultiplier must be between 1 and 64.");
+        }
+
+        if (TcpTransactionTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(paramName, TcpTransactionTimeout, "TcpTransactionTimeout must be positive.");
         }
 
         if ((Username is null) != (Password is null))

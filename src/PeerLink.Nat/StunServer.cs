@@ -1,6 +1,7 @@
 // A STUN server (RFC 8489 §6.3, §9.1) with RFC 5780 behaviour discovery when the host has two addresses.
 using System;
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Linq;
 using System.Net;
@@ -14,7 +15,7 @@ using PeerLink.Nat.Stun;
 namespace PeerLink.Nat;
 
 /// <summary>
-/// A STUN server over UDP. It answers Binding requests with the requester's reflexive address (XOR-MAPPED-ADDRESS),
+/// A STUN server over UDP and TCP. It answers Binding requests with the requester's reflexive address (XOR-MAPPED-ADDRESS),
 /// RESPONSE-ORIGIN, SOFTWARE and FINGERPRINT; with an alternate address it also supports CHANGE-REQUEST and OTHER-ADDRESS
 /// (RFC 5780). Anything that is not a valid STUN request is dropped; bad requests get the error the RFC names.
 /// </summary>
@@ -28,17 +29,29 @@ public sealed class StunServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task[] _loops;
+    private readonly Socket? _tcpListener;
+    private readonly int _maxTcpConnections;
+    private readonly TimeSpan _tcpIdleTimeout;
+    private readonly ConcurrentDictionary<Socket, Task> _tcpConnections = new();
     private int _disposed;
 
-    private StunServer(Endpoint[] endpoints, StunServerOptions options, ILogger logger)
+    private StunServer(Endpoint[] endpoints, Socket? tcpListener, StunServerOptions options, ILogger logger)
     {
+        _tcpListener = tcpListener;
+        _maxTcpConnections = options.MaxTcpConnections;
+        _tcpIdleTimeout = options.TcpIdleTimeout;
         _endpoints = endpoints;
         _software = options.Software;
         _username = options.Username;
         _key = options.Password is null ? null : StunCredentials.ShortTermKey(options.Password);
         _logger = logger;
-        _loops = endpoints.Select(e => Task.Run(() => ReceiveLoopAsync(e))).ToArray();
+        _loops = endpoints.Select(e => Task.Run(() => ReceiveLoopAsync(e)))
+            .Concat(tcpListener is null ? [] : [Task.Run(AcceptLoopAsync)])
+            .ToArray();
     }
+
+    /// <summary>The TCP endpoint (the primary address and port), or null when TCP is off.</summary>
+    public IPEndPoint? TcpEndPoint => (IPEndPoint?)_tcpListener?.LocalEndPoint;
 
     /// <summary>
     /// The bound UDP endpoints with their real ports: the primary first; with an alternate address also
@@ -82,12 +95,33 @@ public sealed class StunServer : IAsyncDisposable
             throw;
         }
 
+        Socket? tcp = null;
+        if (options.EnableTcp)
+        {
+            try
+            {
+                tcp = new Socket(options.PrimaryEndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                tcp.Bind(endpoints[0].LocalEndPoint);   // the primary's real port, also when 0 was asked for
+                tcp.Listen(128);
+            }
+            catch
+            {
+                tcp?.Dispose();
+                foreach (Endpoint endpoint in endpoints)
+                {
+                    endpoint.Socket.Dispose();
+                }
+
+                throw;
+            }
+        }
+
         foreach (Endpoint endpoint in endpoints)
         {
             NatLog.ServerListening(logger, endpoint.LocalEndPoint);
         }
 
-        return Task.FromResult(new StunServer([.. endpoints], options, logger));
+        return Task.FromResult(new StunServer([.. endpoints], tcp, options, logger));
     }
 
     /// <summary>Stops answering and closes the sockets. Idempotent.</summary>
@@ -104,7 +138,9 @@ public sealed class StunServer : IAsyncDisposable
             endpoint.Socket.Dispose();
         }
 
+        _tcpListener?.Dispose();
         await Task.WhenAll(_loops).ConfigureAwait(false);
+        await Task.WhenAll(_tcpConnections.Values).ConfigureAwait(false);
         _stopping.Dispose();
     }
 
@@ -127,12 +163,12 @@ public sealed class StunServer : IAsyncDisposable
                 }
 
                 var remote = (IPEndPoint)received.RemoteEndPoint;
-                byte[]? response = HandleDatagram(endpoint, buffer.AsSpan(0, received.ReceivedBytes), remote, received.PacketInformation.Address, out Endpoint replyFrom, out IPEndPoint replyTo);
+                byte[]? response = HandleRequest(endpoint, buffer.AsSpan(0, received.ReceivedBytes), remote, received.PacketInformation.Address, out Endpoint? replyFrom, out IPEndPoint replyTo);
                 if (response is not null)
                 {
                     try
                     {
-                        await replyFrom.Socket.SendToAsync(response, SocketFlags.None, replyTo, _stopping.Token).ConfigureAwait(false);
+                        await replyFrom!.Socket.SendToAsync(response, SocketFlags.None, replyTo, _stopping.Token).ConfigureAwait(false);
                     }
                     catch (SocketException)
                     {
@@ -155,9 +191,103 @@ public sealed class StunServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Decides the answer to one datagram; null to drop it. Bounded work: one parse, one response.</summary>
-    private byte[]? HandleDatagram(Endpoint endpoint, ReadOnlySpan<byte> datagram, IPEndPoint remote, IPAddress localAddress, out Endpoint replyFrom, out IPEndPoint replyTo)
+    private async Task AcceptLoopAsync()
     {
+        try
+        {
+            while (!_stopping.IsCancellationRequested)
+            {
+                Socket connection = await _tcpListener!.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+                if (_tcpConnections.Count >= _maxTcpConnections)
+                {
+                    connection.Dispose();
+                    continue;
+                }
+
+                _tcpConnections[connection] = Task.Run(() => ServeTcpAsync(connection));
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException && _stopping.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+        catch (Exception e)
+        {
+            NatLog.ReceiveLoopFailed(_logger, _tcpListener!.LocalEndPoint!, e);
+        }
+    }
+
+    /// <summary>
+    /// STUN over TCP (RFC 8489 §6.2.2): messages back to back, each framed by its own header's length. Anything that is
+    /// not STUN closes the connection; so does idleness.
+    /// </summary>
+    private async Task ServeTcpAsync(Socket connection)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(StunConstants.HeaderSize + 65535);
+        try
+        {
+            var remote = (IPEndPoint)connection.RemoteEndPoint!;
+            var local = (IPEndPoint)connection.LocalEndPoint!;
+            while (!_stopping.IsCancellationRequested)
+            {
+                using var idle = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+                idle.CancelAfter(_tcpIdleTimeout);
+                if (!await ReadExactlyAsync(connection, buffer.AsMemory(0, StunConstants.HeaderSize), idle.Token).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                int length = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2));
+                if ((buffer[0] & 0xC0) != 0 || System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(4)) != StunConstants.MagicCookie || (length & 3) != 0)
+                {
+                    NatLog.DatagramDropped(_logger, StunConstants.HeaderSize, remote, "not STUN over TCP; connection closed");
+                    return;
+                }
+
+                if (!await ReadExactlyAsync(connection, buffer.AsMemory(StunConstants.HeaderSize, length), idle.Token).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                byte[]? response = HandleRequest(null, buffer.AsSpan(0, StunConstants.HeaderSize + length), Normalize(remote), local.Address, out _, out _);
+                if (response is not null)
+                {
+                    await connection.SendAsync(response, SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+            // Idle, closed by the peer, or stopping.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            _tcpConnections.TryRemove(connection, out _);
+            connection.Dispose();
+        }
+    }
+
+    private static async ValueTask<bool> ReadExactlyAsync(Socket socket, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        while (!destination.IsEmpty)
+        {
+            int read = await socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (read == 0)
+            {
+                return false;
+            }
+
+            destination = destination[read..];
+        }
+
+        return true;
+    }
+
+    /// <summary>Decides the answer to one datagram; null to drop it. Bounded work: one parse, one response.</summary>
+    private byte[]? HandleRequest(Endpoint? endpoint, ReadOnlySpan<byte> datagram, IPEndPoint remote, IPAddress localAddress, out Endpoint? replyFrom, out IPEndPoint replyTo)
+    {
+        // endpoint is null for TCP: the answer goes back on the connection, from the primary address and port.
         replyFrom = endpoint;
         replyTo = remote;
         if (!StunMessage.TryParse(datagram, out StunMessage? request, out string? reason))
@@ -193,13 +323,19 @@ public sealed class StunServer : IAsyncDisposable
 
         // RFC 5780 §7.5: RESPONSE-PORT sends the answer to another port of the requester's address (its filtering tests
         // listen there); the mapped address still reports where the request came from.
-        if (request.GetResponsePort() is { } responsePort && responsePort != 0)
+        if (endpoint is not null && request.GetResponsePort() is { } responsePort && responsePort != 0)
         {
             replyTo = new IPEndPoint(remote.Address, responsePort);
         }
 
         if (request.GetChangeRequest() is { } change && change != 0)
         {
+            if (endpoint is null)
+            {
+                // A TCP answer can only come back on its connection: CHANGE-REQUEST is a UDP test (RFC 5780 §7.2).
+                return Error(request, remote, 400, "Bad Request: CHANGE-REQUEST needs UDP");
+            }
+
             bool changeIp = (change & StunConstants.ChangeIp) != 0;
             bool changePort = (change & StunConstants.ChangePort) != 0;
             Endpoint? target = FindEndpoint(endpoint.ChangedIp ^ changeIp, endpoint.ChangedPort ^ changePort);
@@ -213,13 +349,14 @@ public sealed class StunServer : IAsyncDisposable
 
         var response = new StunMessageBuilder(StunClass.SuccessResponse, StunMethod.Binding, request.TransactionId)
             .AddAddress(StunAttributeType.XorMappedAddress, Normalize(remote));
-        IPAddress origin = replyFrom == endpoint && IsWildcard(replyFrom.LocalEndPoint.Address) ? localAddress : replyFrom.LocalEndPoint.Address;
+        Endpoint from = replyFrom ?? _endpoints[0];
+        IPAddress origin = from == endpoint && IsWildcard(from.LocalEndPoint.Address) || replyFrom is null ? localAddress : from.LocalEndPoint.Address;
         if (!IsWildcard(origin))
         {
-            response.AddAddress(StunAttributeType.ResponseOrigin, new IPEndPoint(Normalize(origin), replyFrom.LocalEndPoint.Port));
+            response.AddAddress(StunAttributeType.ResponseOrigin, new IPEndPoint(Normalize(origin), from.LocalEndPoint.Port));
         }
 
-        if (FindEndpoint(!replyFrom.ChangedIp, !replyFrom.ChangedPort) is { } other)
+        if (FindEndpoint(!from.ChangedIp, !from.ChangedPort) is { } other)
         {
             response.AddAddress(StunAttributeType.OtherAddress, other.LocalEndPoint);
         }

@@ -27,6 +27,18 @@ public sealed class StunServerOptions
     /// <remarks>Defaults to "PeerLink".</remarks>
     public string? Software { get; set; } = "PeerLink";
 
+    /// <summary>Whether the server also answers over TCP on <see cref="PrimaryEndPoint"/> (RFC 8489 §6.2.2).</summary>
+    /// <remarks>Defaults to true.</remarks>
+    public bool EnableTcp { get; set; } = true;
+
+    /// <summary>How many TCP connections the server keeps at once; more are closed as they arrive.</summary>
+    /// <remarks>Defaults to 1000.</remarks>
+    public int MaxTcpConnections { get; set; } = 1000;
+
+    /// <summary>How long an idle TCP connection is kept open.</summary>
+    /// <remarks>Defaults to 30 seconds (RFC 8489 §6.2.2 asks for at least 10).</remarks>
+    public TimeSpan TcpIdleTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>With <see cref="Password"/>, short-term credentials that every request must carry (RFC 8489 §9.1).</summary>
     /// <remarks>Defaults to null: requests need no credentials, as usual for a public STUN server.</remarks>
     public string? Username { get; set; }
@@ -45,6 +57,11 @@ public sealed class StunServerOptions
         if ((Username is null) != (Password is null))
         {
             throw new ArgumentException("Username and Password go together: set both or neither.", paramName);
+        }
+
+        if (MaxTcpConnections < 1 || TcpIdleTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("MaxTcpConnections must be at least 1 and TcpIdleTimeout positive.", paramName);
         }
 
         if (AlternateAddress is not null)

@@ -34,6 +34,17 @@ public sealed partial class StunInteropTests
     }
 
     [CoturnFact]
+    public async Task OurClientGetsItsAddressFromCoturnOverTcp()
+    {
+        await using var coturn = await Coturn.StartAsync();
+        using Socket socket = await StunTcpTests.ConnectAsync(coturn.EndPoint);
+
+        StunBindingResult result = await StunClient.BindingAsync(socket, coturn.EndPoint).WaitAsync(Limit);
+
+        Assert.Equal(socket.LocalEndPoint, result.MappedAddress);
+    }
+
+    [CoturnFact]
     public async Task OurClientAnswersCoturnsLongTermChallenge()
     {
         await using var coturn = await Coturn.StartAsync("--secure-stun", "--lt-cred-mech", "--user", "device:s3cret", "--realm", "peerlink.test");
