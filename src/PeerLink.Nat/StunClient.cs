@@ -2,7 +2,9 @@
 // caller owns, so that the same local port can later be used to punch through a NAT.
 using System;
 using System.Buffers;
+using System.Collections.Generic;
 using System.Diagnostics;
+using System.Linq;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading;
@@ -32,6 +34,166 @@ public static class StunClient
     /// <see cref="PeerLinkError.StunError"/> for an error response or a response that does not verify.</exception>
     public static Task<StunBindingResult> BindingAsync(Socket socket, IPEndPoint server, StunClientOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default) =>
         BindingAsync(socket, server, changeRequest: 0, options, loggerFactory, cancellationToken);
+
+    /// <summary>
+    /// Sends Binding requests from one UDP socket to several servers at once, each on its own retransmission schedule,
+    /// and compares their answers. It returns when every server has answered or given up; it does not throw for servers
+    /// that fail (see <see cref="StunQueryResult.Failures"/>).
+    /// </summary>
+    /// <param name="socket">A bound UDP socket the caller owns; it is not closed. Do not read from it meanwhile.</param>
+    /// <param name="servers">The STUN servers, at least one.</param>
+    /// <param name="options">Retransmission and short-term credentials; defaults when null. Long-term credentials need
+    /// <see cref="BindingAsync(Socket, IPEndPoint, StunClientOptions?, ILoggerFactory?, CancellationToken)"/> per server.</param>
+    /// <param name="loggerFactory">Logging; none when null.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    public static async Task<StunQueryResult> QueryAsync(Socket socket, IReadOnlyList<IPEndPoint> servers, StunClientOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        ArgumentNullException.ThrowIfNull(servers);
+        if (socket.SocketType != SocketType.Dgram)
+        {
+            throw new ArgumentException("QueryAsync needs a UDP socket.", nameof(socket));
+        }
+
+        if (servers.Count == 0 || servers.Any(s => s is null))
+        {
+            throw new ArgumentException("Give at least one server, and no null ones.", nameof(servers));
+        }
+
+        options ??= new StunClientOptions();
+        options.Validate(nameof(options));
+        if (options.UseLongTermCredentials)
+        {
+            throw new ArgumentException("Long-term credentials need a challenge per server: use BindingAsync for each.", nameof(options));
+        }
+
+        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger(typeof(StunClient));
+        byte[]? key = options.Password is null ? null : StunCredentials.ShortTermKey(options.Password);
+        var pending = new Dictionary<UInt128, TaskCompletionSource<(StunMessage Message, IPEndPoint From)>>();
+        var requests = new (byte[] Request, UInt128 Id, TaskCompletionSource<(StunMessage Message, IPEndPoint From)> Answer)[servers.Count];
+        for (int i = 0; i < servers.Count; i++)
+        {
+            byte[] request = BuildRequest(0, options, key, null, null, out byte[] transactionId);
+            var answer = new TaskCompletionSource<(StunMessage, IPEndPoint)>(TaskCreationOptions.RunContinuationsAsynchronously);
+            UInt128 id = IdOf(transactionId);
+            pending[id] = answer;
+            requests[i] = (request, id, answer);
+        }
+
+        using var stopReceiving = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task receiver = ReceiveAnswersAsync(socket, pending, stopReceiving.Token);
+        var timings = new TimeSpan[servers.Count];
+        try
+        {
+            await Task.WhenAll(Enumerable.Range(0, servers.Count).Select(async i =>
+            {
+                TimeSpan rto = options.InitialRto;
+                for (int attempt = 1; attempt <= options.MaxTransmissions; attempt++)
+                {
+                    TimeSpan wait = attempt < options.MaxTransmissions ? rto * Math.Pow(2, attempt - 1) : rto * options.FinalWaitMultiplier;
+                    NatLog.Transmission(logger, servers[i], attempt, (int)wait.TotalMilliseconds);
+                    long sentAt = Stopwatch.GetTimestamp();
+                    await socket.SendToAsync(requests[i].Request, SocketFlags.None, servers[i], cancellationToken).ConfigureAwait(false);
+                    Task answered = requests[i].Answer.Task;
+                    if (await Task.WhenAny(answered, Task.Delay(wait, cancellationToken)).ConfigureAwait(false) == answered)
+                    {
+                        timings[i] = Stopwatch.GetElapsedTime(sentAt);
+                        return;
+                    }
+
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+
+                requests[i].Answer.TrySetException(new PeerLinkException(PeerLinkError.StunTimeout, $"{servers[i]} did not answer {options.MaxTransmissions} Binding transmissions."));
+            })).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stopReceiving.CancelAsync().ConfigureAwait(false);
+            await receiver.ConfigureAwait(false);
+        }
+
+        var answers = new List<StunBindingResult>();
+        var failures = new List<(IPEndPoint, PeerLinkException)>();
+        for (int i = 0; i < servers.Count; i++)
+        {
+            try
+            {
+                (StunMessage response, IPEndPoint from) = await requests[i].Answer.Task.ConfigureAwait(false);
+                answers.Add(ToResult(response, servers[i], from, timings[i], key));
+            }
+            catch (PeerLinkException e)
+            {
+                failures.Add((servers[i], e));
+            }
+        }
+
+        return new StunQueryResult(answers, failures);
+    }
+
+    private static async Task ReceiveAnswersAsync(Socket socket, Dictionary<UInt128, TaskCompletionSource<(StunMessage, IPEndPoint)>> pending, CancellationToken cancellationToken)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(2048);
+        try
+        {
+            EndPoint any = new IPEndPoint(socket.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                SocketReceiveFromResult received;
+                try
+                {
+                    received = await socket.ReceiveFromAsync(buffer, SocketFlags.None, any, cancellationToken).ConfigureAwait(false);
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused or SocketError.MessageSize)
+                {
+                    continue;
+                }
+
+                if (StunMessage.TryParse(buffer.AsSpan(0, received.ReceivedBytes), out StunMessage? message, out _)
+                    && message!.Class is StunClass.SuccessResponse or StunClass.ErrorResponse
+                    && message.Method == StunMethod.Binding
+                    && (!message.Has(StunAttributeType.Fingerprint) || message.HasValidFingerprint())
+                    && pending.TryGetValue(IdOf(message.TransactionId), out var answer))
+                {
+                    answer.TrySetResult((message, (IPEndPoint)received.RemoteEndPoint));
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Every server has answered or given up.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static UInt128 IdOf(ReadOnlySpan<byte> transactionId)
+    {
+        Span<byte> padded = stackalloc byte[16];
+        padded.Clear();
+        transactionId.CopyTo(padded[4..]);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(padded);
+    }
+
+    private static StunBindingResult ToResult(StunMessage response, IPEndPoint server, IPEndPoint from, TimeSpan rtt, byte[]? key)
+    {
+        if (response.Class != StunClass.SuccessResponse)
+        {
+            (int code, string reason) = response.GetErrorCode() ?? (0, "an error response without a valid ERROR-CODE");
+            throw new PeerLinkException(PeerLinkError.StunError, $"{server} answered the Binding request with error {code} ({reason}).");
+        }
+
+        if (key is not null && !response.VerifyMessageIntegrity(key))
+        {
+            throw new PeerLinkException(PeerLinkError.StunError, $"The response of {server} does not carry a valid MESSAGE-INTEGRITY.");
+        }
+
+        IPEndPoint mapped = response.GetXorMappedAddress() ?? response.GetMappedAddress()
+            ?? throw new PeerLinkException(PeerLinkError.StunError, $"The response of {server} has no mapped address.");
+        return new StunBindingResult(mapped, server, from, response.GetResponseOrigin(), response.GetOtherAddress(), response.GetSoftware(), rtt);
+    }
 
     /// <summary>A Binding request with a CHANGE-REQUEST (RFC 5780 §7.2), for behaviour discovery.</summary>
     internal static async Task<StunBindingResult> BindingAsync(Socket socket, IPEndPoint server, uint changeRequest, StunClientOptions? options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
@@ -70,14 +232,7 @@ public static class StunClient
 
             if (response.Class == StunClass.SuccessResponse)
             {
-                if (key is not null && !response.VerifyMessageIntegrity(key))
-                {
-                    throw new PeerLinkException(PeerLinkError.StunError, $"The response of {server} does not carry a valid MESSAGE-INTEGRITY.");
-                }
-
-                IPEndPoint mapped = response.GetXorMappedAddress() ?? response.GetMappedAddress()
-                    ?? throw new PeerLinkException(PeerLinkError.StunError, $"The response of {server} has no mapped address.");
-                return new StunBindingResult(mapped, server, from, response.GetResponseOrigin(), response.GetOtherAddress(), response.GetSoftware(), rtt);
+                return ToResult(response, server, from, rtt, key);
             }
 
             (int code, string reason) = response.GetErrorCode() ?? (0, "an error response without a valid ERROR-CODE");
