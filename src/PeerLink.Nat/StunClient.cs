@@ -87,10 +87,9 @@ public static class StunClient
         {
             await Task.WhenAll(Enumerable.Range(0, servers.Count).Select(async i =>
             {
-                TimeSpan rto = options.InitialRto;
                 for (int attempt = 1; attempt <= options.MaxTransmissions; attempt++)
                 {
-                    TimeSpan wait = attempt < options.MaxTransmissions ? rto * Math.Pow(2, attempt - 1) : rto * options.FinalWaitMultiplier;
+                    TimeSpan wait = WaitAfter(attempt, options);
                     NatLog.Transmission(logger, servers[i], attempt, (int)wait.TotalMilliseconds);
                     long sentAt = Stopwatch.GetTimestamp();
                     await socket.SendToAsync(requests[i].Request, SocketFlags.None, servers[i], cancellationToken).ConfigureAwait(false);
@@ -168,6 +167,10 @@ public static class StunClient
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    /// <summary>RFC 8489 §6.2.1: after transmission k wait RTO·2^(k-1), and Rm·RTO after the last one.</summary>
+    private static TimeSpan WaitAfter(int attempt, StunClientOptions options) =>
+        attempt < options.MaxTransmissions ? options.InitialRto * Math.Pow(2, attempt - 1) : options.InitialRto * options.FinalWaitMultiplier;
 
     private static UInt128 IdOf(ReadOnlySpan<byte> transactionId)
     {
@@ -341,10 +344,9 @@ public static class StunClient
         byte[] buffer = ArrayPool<byte>.Shared.Rent(2048);
         try
         {
-            TimeSpan rto = options.InitialRto;
             for (int attempt = 1; attempt <= options.MaxTransmissions; attempt++)
             {
-                TimeSpan wait = attempt < options.MaxTransmissions ? rto * Math.Pow(2, attempt - 1) : rto * options.FinalWaitMultiplier;
+                TimeSpan wait = WaitAfter(attempt, options);
                 NatLog.Transmission(logger, server, attempt, (int)wait.TotalMilliseconds);
                 long sentAt = Stopwatch.GetTimestamp();
                 await socket.SendToAsync(request, SocketFlags.None, server, cancellationToken).ConfigureAwait(false);
