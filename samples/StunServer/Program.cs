@@ -1,5 +1,7 @@
 // A STUN server: dotnet run --project samples/StunServer -- --listen 0.0.0.0:3478 [--alternate 192.0.2.2:3479]
+//     [--user NAME --password PASSWORD [--realm REALM]]
 // With --alternate (a second address of this host, and a second port) it supports RFC 5780 behaviour discovery.
+// With --user and --password every request needs short-term credentials; with --realm too, long-term ones.
 // Ctrl+C or SIGTERM stops it.
 using System;
 using System.Net;
@@ -22,10 +24,19 @@ for (int i = 0; i < args.Length; i++)
             options.AlternateAddress = alternate.Address;
             options.AlternatePort = alternate.Port;
             break;
+        case "--user" when i + 1 < args.Length:
+            options.Username = args[++i];
+            break;
+        case "--password" when i + 1 < args.Length:
+            options.Password = args[++i];
+            break;
+        case "--realm" when i + 1 < args.Length:
+            options.Realm = args[++i];
+            break;
         case "--trace":
             break;
         default:
-            Console.Error.WriteLine("usage: StunServer [--listen ADDRESS:PORT] [--alternate ADDRESS:PORT] [--trace]");
+            Console.Error.WriteLine("usage: StunServer [--listen ADDRESS:PORT] [--alternate ADDRESS:PORT] [--user NAME --password PASSWORD [--realm REALM]] [--trace]");
             return 2;
     }
 }
@@ -48,7 +59,18 @@ using PosixSignalRegistration terminate = PosixSignalRegistration.Create(PosixSi
     stop.Cancel();
 });
 
-await using (StunServer server = await StunServer.StartAsync(options, loggerFactory))
+StunServer server;
+try
+{
+    server = await StunServer.StartAsync(options, loggerFactory);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine(e.Message);
+    return 2;
+}
+
+await using (server)
 {
     Console.WriteLine($"STUN server on {string.Join(", ", server.LocalEndPoints)}. Ctrl+C to stop.");
     try

@@ -73,7 +73,7 @@ public static class StunClient
         var requests = new (byte[] Request, UInt128 Id, TaskCompletionSource<(StunMessage Message, IPEndPoint From)> Answer)[servers.Count];
         for (int i = 0; i < servers.Count; i++)
         {
-            byte[] request = BuildRequest(0, options, key, null, null, out byte[] transactionId);
+            byte[] request = BuildRequest(0, options, key, null, out byte[] transactionId);
             var answer = new TaskCompletionSource<(StunMessage, IPEndPoint)>(TaskCreationOptions.RunContinuationsAsynchronously);
             UInt128 id = IdOf(transactionId);
             pending[id] = answer;
@@ -180,7 +180,7 @@ public static class StunClient
         return System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(padded);
     }
 
-    private static StunBindingResult ToResult(StunMessage response, IPEndPoint server, IPEndPoint from, TimeSpan rtt, byte[]? key)
+    private static StunBindingResult ToResult(StunMessage response, IPEndPoint server, IPEndPoint from, TimeSpan rtt, byte[]? key, bool sha256 = false)
     {
         if (response.Class != StunClass.SuccessResponse)
         {
@@ -188,9 +188,9 @@ public static class StunClient
             throw new PeerLinkException(PeerLinkError.StunError, $"{server} answered the Binding request with error {code} ({reason}).");
         }
 
-        if (key is not null && !response.VerifyMessageIntegrity(key))
+        if (key is not null && !(sha256 ? response.VerifyMessageIntegritySha256(key) : response.VerifyMessageIntegrity(key)))
         {
-            throw new PeerLinkException(PeerLinkError.StunError, $"The response of {server} does not carry a valid MESSAGE-INTEGRITY.");
+            throw new PeerLinkException(PeerLinkError.StunError, $"The response of {server} does not carry a valid {(sha256 ? "MESSAGE-INTEGRITY-SHA256" : "MESSAGE-INTEGRITY")}.");
         }
 
         IPEndPoint mapped = response.GetXorMappedAddress() ?? response.GetMappedAddress()
@@ -223,29 +223,27 @@ public static class StunClient
         options.Validate(nameof(options));
         ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger(typeof(StunClient));
 
-        string? realm = null;
-        string? nonce = null;
         byte[]? key = options.Password is not null && !options.UseLongTermCredentials ? StunCredentials.ShortTermKey(options.Password) : null;
+        LongTermState? longTerm = null;
         for (int round = 0; ; round++)
         {
-            byte[] request = BuildRequest(changeRequest, options, key, realm, nonce, out byte[] transactionId);
+            byte[] request = BuildRequest(changeRequest, options, key, longTerm, out byte[] transactionId);
             (StunMessage response, IPEndPoint from, TimeSpan rtt) = tcp
                 ? await TransactTcpAsync(socket, server, request, transactionId, options, cancellationToken).ConfigureAwait(false)
                 : await TransactAsync(socket, server, request, transactionId, options, logger, cancellationToken).ConfigureAwait(false);
 
             if (response.Class == StunClass.SuccessResponse)
             {
-                return ToResult(response, server, from, rtt, key);
+                return ToResult(response, server, from, rtt, key, longTerm?.Sha256Integrity ?? false);
             }
 
             (int code, string reason) = response.GetErrorCode() ?? (0, "an error response without a valid ERROR-CODE");
             bool challenge = code == 401 && options.UseLongTermCredentials && options.Password is not null && round == 0;
-            bool stale = code == 438 && options.UseLongTermCredentials && realm is not null && round < 3;
-            if ((challenge || stale) && response.GetRealm() is { } newRealm && response.GetNonce() is { } newNonce)
+            bool stale = code == 438 && options.UseLongTermCredentials && longTerm is not null && round < 3;
+            if ((challenge || stale) && response.GetRealm() is { } realm && response.GetNonce() is { } nonce)
             {
-                realm = newRealm;
-                nonce = newNonce;
-                key = StunCredentials.LongTermKey(options.Username!, realm, options.Password!);
+                longTerm = LongTermState.FromChallenge(realm, nonce, response.GetPasswordAlgorithms());
+                key = StunCredentials.LongTermKey(options.Username!, realm, options.Password!, longTerm.Algorithm);
                 continue;
             }
 
@@ -253,7 +251,28 @@ public static class StunClient
         }
     }
 
-    private static byte[] BuildRequest(uint changeRequest, StunClientOptions options, byte[]? key, string? realm, string? nonce, out byte[] transactionId)
+    /// <summary>
+    /// What a long-term challenge (RFC 8489 §9.2.5) asks for: its REALM and NONCE and, when the nonce carries the RFC 8489
+    /// cookie with the password-algorithms feature, the server's PASSWORD-ALGORITHMS echoed with the chosen one (SHA-256
+    /// when offered) and MESSAGE-INTEGRITY-SHA256. Against an RFC 5389 server: MD5 and MESSAGE-INTEGRITY.
+    /// </summary>
+    private sealed record LongTermState(string Realm, string Nonce, IReadOnlyList<ushort> Offered, ushort Algorithm, bool Sha256Integrity)
+    {
+        public static LongTermState FromChallenge(string realm, string nonce, IReadOnlyList<ushort> offered)
+        {
+            if (!StunLongTermAuth.AnnouncesPasswordAlgorithms(nonce) || offered.Count == 0)
+            {
+                return new LongTermState(realm, nonce, [], StunConstants.PasswordAlgorithmMd5, StunLongTermAuth.HasNonceCookie(nonce));
+            }
+
+            ushort algorithm = offered.Contains(StunConstants.PasswordAlgorithmSha256) ? StunConstants.PasswordAlgorithmSha256
+                : offered.Contains(StunConstants.PasswordAlgorithmMd5) ? StunConstants.PasswordAlgorithmMd5
+                : throw new PeerLinkException(PeerLinkError.StunError, "The server offers no password algorithm this client knows (MD5 or SHA-256).");
+            return new LongTermState(realm, nonce, offered, algorithm, Sha256Integrity: true);
+        }
+    }
+
+    private static byte[] BuildRequest(uint changeRequest, StunClientOptions options, byte[]? key, LongTermState? longTerm, out byte[] transactionId)
     {
         transactionId = StunMessageBuilder.NewTransactionId();
         var builder = new StunMessageBuilder(StunClass.Request, StunMethod.Binding, transactionId);
@@ -270,12 +289,23 @@ public static class StunClient
         if (key is not null)
         {
             builder.AddString(StunAttributeType.Username, options.Username!);
-            if (realm is not null)
+            if (longTerm is not null)
             {
-                builder.AddString(StunAttributeType.Realm, realm).AddString(StunAttributeType.Nonce, nonce!);
+                builder.AddString(StunAttributeType.Realm, longTerm.Realm).AddString(StunAttributeType.Nonce, longTerm.Nonce);
+                if (longTerm.Offered.Count > 0)
+                {
+                    builder.AddPasswordAlgorithms([.. longTerm.Offered]).AddPasswordAlgorithm(longTerm.Algorithm);
+                }
             }
 
-            builder.AddMessageIntegrity(key);
+            if (longTerm?.Sha256Integrity == true)
+            {
+                builder.AddMessageIntegritySha256(key);
+            }
+            else
+            {
+                builder.AddMessageIntegrity(key);
+            }
         }
 
         return builder.AddFingerprint().ToArray();

@@ -25,7 +25,8 @@ public sealed class StunServer : IAsyncDisposable
     private readonly Endpoint[] _endpoints;
     private readonly string? _software;
     private readonly string? _username;
-    private readonly byte[]? _key;
+    private readonly byte[]? _shortTermKey;
+    private readonly StunLongTermAuth? _longTerm;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task[] _loops;
@@ -43,7 +44,14 @@ public sealed class StunServer : IAsyncDisposable
         _endpoints = endpoints;
         _software = options.Software;
         _username = options.Username;
-        _key = options.Password is null ? null : StunCredentials.ShortTermKey(options.Password);
+        if (options.Realm is not null)
+        {
+            _longTerm = new StunLongTermAuth(options.Realm, options.Username!, options.Password!, options.NonceLifetime, options.TimeProvider);
+        }
+        else if (options.Password is not null)
+        {
+            _shortTermKey = StunCredentials.ShortTermKey(options.Password);
+        }
         _logger = logger;
         _loops = endpoints.Select(e => Task.Run(() => ReceiveLoopAsync(e)))
             .Concat(tcpListener is null ? [] : [Task.Run(AcceptLoopAsync)])
@@ -307,18 +315,10 @@ public sealed class StunServer : IAsyncDisposable
             return Error(request, remote, 420, "Unknown Attribute", request.UnknownComprehensionRequired);
         }
 
-        if (_key is not null)
+        StunAuthOutcome auth = Authenticate(request, remote.Address);
+        if (auth.ErrorCode != 0)
         {
-            // RFC 8489 §9.1.3: both USERNAME and MESSAGE-INTEGRITY, or 400; a wrong user or MAC is 401.
-            if (!request.Has(StunAttributeType.MessageIntegrity) || request.GetUsername() is not { } username)
-            {
-                return Error(request, remote, 400, "Bad Request");
-            }
-
-            if (username != _username || !request.VerifyMessageIntegrity(_key))
-            {
-                return Error(request, remote, 401, "Unauthenticated");
-            }
+            return Error(request, remote, auth.ErrorCode, auth.Reason!, challenge: auth.Challenge);
         }
 
         // RFC 5780 §7.5: RESPONSE-PORT sends the answer to another port of the requester's address (its filtering tests
@@ -333,7 +333,7 @@ public sealed class StunServer : IAsyncDisposable
             if (endpoint is null)
             {
                 // A TCP answer can only come back on its connection: CHANGE-REQUEST is a UDP test (RFC 5780 §7.2).
-                return Error(request, remote, 400, "Bad Request: CHANGE-REQUEST needs UDP");
+                return Error(request, remote, 400, "Bad Request: CHANGE-REQUEST needs UDP", auth: auth);
             }
 
             bool changeIp = (change & StunConstants.ChangeIp) != 0;
@@ -341,7 +341,7 @@ public sealed class StunServer : IAsyncDisposable
             Endpoint? target = FindEndpoint(endpoint.ChangedIp ^ changeIp, endpoint.ChangedPort ^ changePort);
             if (target is null)
             {
-                return Error(request, remote, 420, "Unknown Attribute", [StunAttributeType.ChangeRequest]);
+                return Error(request, remote, 420, "Unknown Attribute", [StunAttributeType.ChangeRequest], auth: auth);
             }
 
             replyFrom = target;
@@ -361,10 +361,37 @@ public sealed class StunServer : IAsyncDisposable
             response.AddAddress(StunAttributeType.OtherAddress, other.LocalEndPoint);
         }
 
-        return Finish(response);
+        return Finish(response, auth);
     }
 
-    private byte[] Error(StunMessage request, IPEndPoint remote, int code, string reason, IReadOnlyList<ushort>? unknown = null)
+    /// <summary>Checks the request's credentials, if the server asks for any.</summary>
+    private StunAuthOutcome Authenticate(StunMessage request, IPAddress client)
+    {
+        if (_longTerm is not null)
+        {
+            return _longTerm.Check(request, client);
+        }
+
+        if (_shortTermKey is null)
+        {
+            return default;
+        }
+
+        // RFC 8489 §9.1.3: USERNAME and MESSAGE-INTEGRITY(-SHA256), or 400; a wrong user or MAC is 401.
+        bool sha256 = request.Has(StunAttributeType.MessageIntegritySha256);
+        if (!sha256 && !request.Has(StunAttributeType.MessageIntegrity) || request.GetUsername() is not { } username)
+        {
+            return StunAuthOutcome.Error(400, "Bad Request");
+        }
+
+        bool valid = username == _username
+            && (sha256 ? request.VerifyMessageIntegritySha256(_shortTermKey) : request.VerifyMessageIntegrity(_shortTermKey));
+        return valid ? StunAuthOutcome.Success(_shortTermKey, sha256) : StunAuthOutcome.Error(401, "Unauthenticated");
+    }
+
+    // auth is default (no key) for the errors of authentication itself: those carry no integrity, since the requester's
+    // credentials are what failed; a 401 or 438 of the long-term mechanism carries the challenge instead.
+    private byte[] Error(StunMessage request, IPEndPoint remote, int code, string reason, IReadOnlyList<ushort>? unknown = null, bool challenge = false, StunAuthOutcome auth = default)
     {
         NatLog.ErrorAnswered(_logger, remote, code);
         var response = new StunMessageBuilder(StunClass.ErrorResponse, StunMethod.Binding, request.TransactionId).AddErrorCode(code, reason);
@@ -373,20 +400,31 @@ public sealed class StunServer : IAsyncDisposable
             response.AddUnknownAttributes(unknown);
         }
 
-        // A 400 or 401 carries no MESSAGE-INTEGRITY: the requester's credentials are what failed.
-        return Finish(response, integrity: code is not (400 or 401));
+        if (challenge)
+        {
+            _longTerm!.AddChallenge(response, remote.Address);
+        }
+
+        return Finish(response, auth);
     }
 
-    private byte[] Finish(StunMessageBuilder response, bool integrity = true)
+    private byte[] Finish(StunMessageBuilder response, StunAuthOutcome auth)
     {
         if (_software is not null)
         {
             response.AddString(StunAttributeType.Software, _software);
         }
 
-        if (integrity && _key is not null)
+        if (auth.Key is { } key)
         {
-            response.AddMessageIntegrity(_key);
+            if (auth.Sha256)
+            {
+                response.AddMessageIntegritySha256(key);
+            }
+            else
+            {
+                response.AddMessageIntegrity(key);
+            }
         }
 
         return response.AddFingerprint().ToArray();

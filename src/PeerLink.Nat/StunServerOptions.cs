@@ -39,13 +39,34 @@ public sealed class StunServerOptions
     /// <remarks>Defaults to 30 seconds (RFC 8489 §6.2.2 asks for at least 10).</remarks>
     public TimeSpan TcpIdleTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>With <see cref="Password"/>, short-term credentials that every request must carry (RFC 8489 §9.1).</summary>
+    /// <summary>
+    /// With <see cref="Password"/>, credentials that every request must carry: short-term ones (RFC 8489 §9.1), or
+    /// long-term ones (§9.2) when <see cref="Realm"/> is set.
+    /// </summary>
     /// <remarks>Defaults to null: requests need no credentials, as usual for a public STUN server.</remarks>
     public string? Username { get; set; }
 
-    /// <summary>The short-term password that goes with <see cref="Username"/>.</summary>
+    /// <summary>The password that goes with <see cref="Username"/>.</summary>
     /// <remarks>Defaults to null.</remarks>
     public string? Password { get; set; }
+
+    /// <summary>
+    /// The realm of long-term credentials (RFC 8489 §9.2). When set, a request without credentials is challenged with
+    /// 401, REALM, a NONCE and PASSWORD-ALGORITHMS (SHA-256, MD5); an expired nonce gets 438. USERNAME or USERHASH,
+    /// MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 are accepted.
+    /// </summary>
+    /// <remarks>Defaults to null (short-term credentials when <see cref="Username"/> is set). Needs <see cref="Username"/>
+    /// and <see cref="Password"/>; at most 127 characters.</remarks>
+    public string? Realm { get; set; }
+
+    /// <summary>How long a NONCE of the long-term mechanism stays valid before a request using it gets 438 (Stale Nonce).</summary>
+    /// <remarks>Defaults to 10 minutes. Nonces are stateless (an expiry and a MAC bound to the client's address), so
+    /// the server keeps nothing per client.</remarks>
+    public TimeSpan NonceLifetime { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The clock for nonce expiry.</summary>
+    /// <remarks>Defaults to <see cref="TimeProvider.System"/>.</remarks>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     internal void Validate(string paramName)
     {
@@ -57,6 +78,16 @@ public sealed class StunServerOptions
         if ((Username is null) != (Password is null))
         {
             throw new ArgumentException("Username and Password go together: set both or neither.", paramName);
+        }
+
+        if (Realm is not null && (Username is null || Realm.Length is 0 or > 127))
+        {
+            throw new ArgumentException("Realm needs Username and Password, and must have 1 to 127 characters.", paramName);
+        }
+
+        if (NonceLifetime <= TimeSpan.Zero || TimeProvider is null)
+        {
+            throw new ArgumentException("NonceLifetime must be positive and TimeProvider set.", paramName);
         }
 
         if (MaxTcpConnections < 1 || TcpIdleTimeout <= TimeSpan.Zero)
