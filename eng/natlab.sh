@@ -18,6 +18,9 @@
 #                          peer-a 10.0.1.2          peer-b 10.0.2.2
 #
 # NATLAB_PREFIX (default "natlab-") names the namespaces, so that several labs can exist at once.
+# NATLAB_MAP_TIMEOUT (default 120) is the lifetime in seconds of the full-cone and restricted mappings (nft maps).
+# NATLAB_UDP_TIMEOUT and NATLAB_UDP_STREAM_TIMEOUT set the routers' nf_conntrack_udp_timeout(_stream) (kernel
+# defaults 30 and 120 s), for mapping-lifetime and keepalive tests that run in seconds.
 # full-cone and restricted are not native to Linux conntrack: they are built from an nftables map of
 # external port -> internal endpoint (and, for restricted, a set of permitted remote addresses), as the
 # reference lab worked out. port-restricted is plain masquerade; symmetric is masquerade fully-random.
@@ -25,6 +28,8 @@ set -euo pipefail
 
 PFX=${NATLAB_PREFIX:-natlab-}
 MAP_TIMEOUT=${NATLAB_MAP_TIMEOUT:-120}
+UDP_TIMEOUT=${NATLAB_UDP_TIMEOUT:-}
+UDP_STREAM_TIMEOUT=${NATLAB_UDP_STREAM_TIMEOUT:-}
 HOSTS=(public server nat-a nat-b peer-a peer-b)
 declare -A WAN_IP=([a]=203.0.113.101 [b]=203.0.113.102)
 declare -A LAN_NET=([a]=10.0.1.0/24 [b]=10.0.2.0/24)
@@ -148,6 +153,11 @@ cmd_up() {
     ip -n "$Q" route add default via "${LAN_GW[$x]}"
     ruleset "$type" "$x" | ip netns exec "$N" nft -f -
     in_ns "nat-$x" sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 >/dev/null
+    # The conntrack sysctls exist per namespace once a ruleset uses conntrack (every type but none).
+    if [ "$type" != none ]; then
+      if [ -n "$UDP_TIMEOUT" ]; then in_ns "nat-$x" sysctl -q -w "net.netfilter.nf_conntrack_udp_timeout=$UDP_TIMEOUT" >/dev/null; fi
+      if [ -n "$UDP_STREAM_TIMEOUT" ]; then in_ns "nat-$x" sysctl -q -w "net.netfilter.nf_conntrack_udp_timeout_stream=$UDP_STREAM_TIMEOUT" >/dev/null; fi
+    fi
   done
   # A routed ('none') LAN must be reachable from the public segment: once both routers exist.
   for x in a b; do

@@ -41,13 +41,21 @@ public enum NatFilteringBehavior
 /// <summary>The result of <see cref="NatBehaviorDiscovery.DiscoverAsync"/>.</summary>
 public sealed class NatBehavior
 {
-    internal NatBehavior(NatMappingBehavior mapping, NatFilteringBehavior filtering, IPEndPoint localEndPoint, IPEndPoint mappedAddress)
+    internal NatBehavior(NatMappingBehavior mapping, NatFilteringBehavior filtering, IPEndPoint localEndPoint, IPEndPoint mappedAddress, NatMappingLifetime? mappingLifetime = null)
     {
         Mapping = mapping;
         Filtering = filtering;
         LocalEndPoint = localEndPoint;
         MappedAddress = mappedAddress;
+        MappingLifetime = mappingLifetime;
     }
+
+    /// <summary>
+    /// How long an idle UDP mapping lives (RFC 5780 §4.6), or null when it was not measured
+    /// (<see cref="NatBehaviorDiscoveryOptions.MeasureMappingLifetime"/>). Keepalives must come more often than
+    /// <see cref="NatMappingLifetime.AtLeast"/>.
+    /// </summary>
+    public NatMappingLifetime? MappingLifetime { get; }
 
     /// <summary>The mapping behaviour.</summary>
     public NatMappingBehavior Mapping { get; }
@@ -87,7 +95,8 @@ public sealed class NatBehavior
                 NatMappingBehavior.AddressDependent or NatMappingBehavior.AddressAndPortDependent => "hole punching works only if the other side's NAT is lenient; otherwise a relay is needed",
                 _ => "hole punching prospects are unknown",
             };
-            return $"{Kind}: {Describe(Mapping)} mapping, {Describe(Filtering)} filtering; public address {MappedAddress}; {punch}.";
+            string lifetime = MappingLifetime is { } l ? $"; idle mappings live {l}" : "";
+            return $"{Kind}: {Describe(Mapping)} mapping, {Describe(Filtering)} filtering; public address {MappedAddress}{lifetime}; {punch}.";
         }
     }
 
@@ -102,4 +111,28 @@ public sealed class NatBehavior
         "AddressAndPortDependent" => "address-and-port-dependent",
         _ => "unknown",
     };
+}
+
+/// <summary>
+/// The measured lifetime of an idle UDP mapping: it was still there after <see cref="AtLeast"/> and gone after
+/// <see cref="AtMost"/> (RFC 5780 §4.6).
+/// </summary>
+public sealed class NatMappingLifetime
+{
+    internal NatMappingLifetime(TimeSpan atLeast, TimeSpan? atMost)
+    {
+        AtLeast = atLeast;
+        AtMost = atMost;
+    }
+
+    /// <summary>The longest idle time after which the mapping still delivered an answer; zero if none did.</summary>
+    public TimeSpan AtLeast { get; }
+
+    /// <summary>The shortest idle time after which the mapping was gone, or null when it outlived every test.</summary>
+    public TimeSpan? AtMost { get; }
+
+    /// <summary>"between 20 s and 25 s", or "at least 120 s" when no test outlived it.</summary>
+    public override string ToString() => AtMost is { } most
+        ? $"between {AtLeast.TotalSeconds:0.#} s and {most.TotalSeconds:0.#} s"
+        : $"at least {AtLeast.TotalSeconds:0.#} s";
 }

@@ -1,5 +1,7 @@
 // NAT behaviour discovery (RFC 5780 §4.3 mapping, §4.4 filtering) against a STUN server with two addresses and ports.
 using System;
+using System.Collections.Generic;
+using System.Linq;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading;
@@ -22,11 +24,33 @@ public sealed class NatBehaviorDiscoveryOptions
     /// <remarks>Defaults to RTO 100 ms, 4 transmissions, final wait 4 RTO (1.1 s per test).</remarks>
     public StunClientOptions FilteringProbes { get; set; } = new() { InitialRto = TimeSpan.FromMilliseconds(100), MaxTransmissions = 4, FinalWaitMultiplier = 4 };
 
+    /// <summary>
+    /// Whether to measure how long an idle UDP mapping lives (RFC 5780 §4.6). Each test binds a socket, lets its mapping
+    /// idle for a while, then asks the server (with RESPONSE-PORT, from a second socket) to answer to that mapping. The
+    /// tests run in parallel: a ladder of waits doubling from <see cref="MappingLifetimeResolution"/> up to
+    /// <see cref="MappingLifetimeLimit"/>, then one round that narrows the interval where the mapping died to the resolution.
+    /// </summary>
+    /// <remarks>Defaults to false: it takes up to twice <see cref="MappingLifetimeLimit"/>.</remarks>
+    public bool MeasureMappingLifetime { get; set; }
+
+    /// <summary>The longest idle time tested; a mapping that outlives it is reported as "at least" this long.</summary>
+    /// <remarks>Defaults to 2 minutes (RFC 4787 REQ-5 asks NATs for at least 2 minutes).</remarks>
+    public TimeSpan MappingLifetimeLimit { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>How finely the lifetime is measured: the gap between the bounds of the result, at most.</summary>
+    /// <remarks>Defaults to 5 seconds. At most eight tests narrow the interval, so a coarse ladder may leave it wider.</remarks>
+    public TimeSpan MappingLifetimeResolution { get; set; } = TimeSpan.FromSeconds(5);
+
     internal void Validate(string paramName)
     {
         if (Requests is null || FilteringProbes is null)
         {
             throw new ArgumentException("Requests and FilteringProbes are required.", paramName);
+        }
+
+        if (MappingLifetimeResolution < TimeSpan.FromMilliseconds(100) || MappingLifetimeLimit < MappingLifetimeResolution || MappingLifetimeLimit > TimeSpan.FromHours(1))
+        {
+            throw new ArgumentException("MappingLifetimeResolution must be at least 100 ms, and MappingLifetimeLimit from it up to an hour.", paramName);
         }
 
         Requests.Validate(paramName);
@@ -100,7 +124,67 @@ public static class NatBehaviorDiscovery
             }
         }
 
-        return new NatBehavior(mapping, filtering, local, first.MappedAddress);
+        NatMappingLifetime? lifetime = options.MeasureMappingLifetime
+            ? await MeasureLifetimeAsync(server, localAddress, options, loggerFactory, cancellationToken).ConfigureAwait(false)
+            : null;
+        return new NatBehavior(mapping, filtering, local, first.MappedAddress, lifetime);
+    }
+
+    /// <summary>RFC 5780 §4.6 with parallel tests: a doubling ladder of waits, then one round inside the interval it found.</summary>
+    private static async Task<NatMappingLifetime> MeasureLifetimeAsync(IPEndPoint server, IPAddress localAddress, NatBehaviorDiscoveryOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        var waits = new List<TimeSpan>();
+        for (TimeSpan wait = options.MappingLifetimeResolution; wait < options.MappingLifetimeLimit; wait *= 2)
+        {
+            waits.Add(wait);
+        }
+
+        waits.Add(options.MappingLifetimeLimit);
+        (TimeSpan alive, TimeSpan? dead) = Bounds(waits, await ProbeAllAsync(waits).ConfigureAwait(false), TimeSpan.Zero, null);
+        if (dead is { } upper && upper - alive > options.MappingLifetimeResolution)
+        {
+            int steps = (int)Math.Min(8, Math.Ceiling((upper - alive) / options.MappingLifetimeResolution));
+            TimeSpan step = (upper - alive) / steps;
+            List<TimeSpan> inner = Enumerable.Range(1, steps - 1).Select(k => alive + step * k).ToList();
+            (alive, dead) = Bounds(inner, await ProbeAllAsync(inner).ConfigureAwait(false), alive, dead);
+        }
+
+        return new NatMappingLifetime(alive, dead);
+
+        Task<bool[]> ProbeAllAsync(List<TimeSpan> idle) =>
+            Task.WhenAll(idle.Select(wait => ProbeLifetimeAsync(server, localAddress, wait, options, loggerFactory, cancellationToken)));
+    }
+
+    /// <summary>The longest wait that survived, and the shortest longer one that did not.</summary>
+    private static (TimeSpan Alive, TimeSpan? Dead) Bounds(List<TimeSpan> waits, bool[] survived, TimeSpan alive, TimeSpan? dead)
+    {
+        for (int i = 0; i < waits.Count; i++)
+        {
+            if (!survived[i] && (dead is null || waits[i] < dead))
+            {
+                dead = waits[i];
+            }
+        }
+
+        for (int i = 0; i < waits.Count; i++)
+        {
+            if (survived[i] && waits[i] > alive && (dead is null || waits[i] < dead))
+            {
+                alive = waits[i];
+            }
+        }
+
+        return (alive, dead);
+    }
+
+    /// <summary>One lifetime test: a mapping from socket X, idle for <paramref name="wait"/>, then an answer sent to it.</summary>
+    private static async Task<bool> ProbeLifetimeAsync(IPEndPoint server, IPAddress localAddress, TimeSpan wait, NatBehaviorDiscoveryOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        using Socket x = Bind(localAddress);
+        StunBindingResult mapped = await StunClient.BindingAsync(x, server, options.Requests, loggerFactory, cancellationToken).ConfigureAwait(false);
+        await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
+        using Socket y = Bind(localAddress);
+        return await StunClient.ProbeMappingAsync(y, x, server, (ushort)mapped.MappedAddress.Port, options.FilteringProbes, loggerFactory, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Test I from a fresh socket, then the CHANGE-REQUEST test from the same socket: did its answer get through?</summary>

@@ -272,13 +272,43 @@ public static class StunClient
         }
     }
 
-    private static byte[] BuildRequest(uint changeRequest, StunClientOptions options, byte[]? key, LongTermState? longTerm, out byte[] transactionId)
+    /// <summary>
+    /// RFC 5780 §4.6: a Binding request from <paramref name="from"/> whose answer the server sends, through RESPONSE-PORT,
+    /// to the mapped port of <paramref name="receiveOn"/>. True when that answer arrives: the older mapping still lives.
+    /// </summary>
+    internal static async Task<bool> ProbeMappingAsync(Socket from, Socket receiveOn, IPEndPoint server, ushort mappedPort, StunClientOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger(typeof(StunClient));
+        byte[] request = BuildRequest(0, options, null, null, out byte[] transactionId, mappedPort);
+        try
+        {
+            (StunMessage response, _, _) = await TransactAsync(from, server, request, transactionId, options, logger, cancellationToken, receiveOn).ConfigureAwait(false);
+            if (response.Class != StunClass.SuccessResponse)
+            {
+                (int code, string reason) = response.GetErrorCode() ?? (0, "no valid ERROR-CODE");
+                throw new PeerLinkException(PeerLinkError.StunError, $"{server} answered a RESPONSE-PORT request with error {code} ({reason}); it does not support RFC 5780 lifetime tests.");
+            }
+
+            return true;
+        }
+        catch (PeerLinkException e) when (e.Error == PeerLinkError.StunTimeout)
+        {
+            return false;
+        }
+    }
+
+    private static byte[] BuildRequest(uint changeRequest, StunClientOptions options, byte[]? key, LongTermState? longTerm, out byte[] transactionId, ushort responsePort = 0)
     {
         transactionId = StunMessageBuilder.NewTransactionId();
         var builder = new StunMessageBuilder(StunClass.Request, StunMethod.Binding, transactionId);
         if (changeRequest != 0)
         {
             builder.AddUInt32(StunAttributeType.ChangeRequest, changeRequest);
+        }
+
+        if (responsePort != 0)
+        {
+            builder.AddResponsePort(responsePort);
         }
 
         if (options.Software is not null)
@@ -369,8 +399,9 @@ public static class StunClient
 
     /// <summary>One transaction: send, wait RTO, resend with the RTO doubled, … then wait Rm × RTO after the last (§6.2.1).</summary>
     private static async Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactAsync(
-        Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, ILogger logger, CancellationToken cancellationToken)
+        Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, ILogger logger, CancellationToken cancellationToken, Socket? receiveOn = null)
     {
+        receiveOn ??= socket;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(2048);
         try
         {
@@ -391,7 +422,7 @@ public static class StunClient
                         SocketReceiveFromResult received;
                         try
                         {
-                            received = await socket.ReceiveFromAsync(buffer, SocketFlags.None, any, timeout.Token).ConfigureAwait(false);
+                            received = await receiveOn.ReceiveFromAsync(buffer, SocketFlags.None, any, timeout.Token).ConfigureAwait(false);
                         }
                         catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused or SocketError.MessageSize)
                         {

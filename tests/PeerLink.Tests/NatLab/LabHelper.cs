@@ -8,7 +8,7 @@ namespace PeerLink.Tests.NatLab;
 
 /// <summary>
 /// The entry point of this assembly, for the NAT laboratory: `dotnet PeerLink.Tests.dll stun-server PRIMARY ALTERNATE`
-/// runs a <see cref="StunServer"/> until its standard input closes; `dotnet PeerLink.Tests.dll nat-discover SERVER`
+/// runs a <see cref="StunServer"/> until its standard input closes; `dotnet PeerLink.Tests.dll nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS]`
 /// prints the result of <see cref="NatBehaviorDiscovery"/> as one JSON line. The test host never calls it.
 /// </summary>
 public static class LabHelper
@@ -37,7 +37,15 @@ public static class LabHelper
                     return 0;
 
                 case "nat-discover":
-                    NatBehavior behavior = await NatBehaviorDiscovery.DiscoverAsync(IPEndPoint.Parse(args[1]));
+                    var options = new NatBehaviorDiscoveryOptions();
+                    if (args.Length == 5 && args[2] == "--lifetime")
+                    {
+                        options.MeasureMappingLifetime = true;
+                        options.MappingLifetimeLimit = TimeSpan.FromMilliseconds(int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
+                        options.MappingLifetimeResolution = TimeSpan.FromMilliseconds(int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture));
+                    }
+
+                    NatBehavior behavior = await NatBehaviorDiscovery.DiscoverAsync(IPEndPoint.Parse(args[1]), options: options);
                     Console.WriteLine(JsonSerializer.Serialize(new
                     {
                         mapping = behavior.Mapping.ToString(),
@@ -46,11 +54,13 @@ public static class LabHelper
                         mapped = behavior.MappedAddress.ToString(),
                         local = behavior.LocalEndPoint.ToString(),
                         summary = behavior.Summary,
+                        lifetimeAtLeastMs = behavior.MappingLifetime?.AtLeast.TotalMilliseconds,
+                        lifetimeAtMostMs = behavior.MappingLifetime?.AtMost?.TotalMilliseconds,
                     }));
                     return 0;
 
                 default:
-                    Console.Error.WriteLine("usage: PeerLink.Tests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER");
+                    Console.Error.WriteLine("usage: PeerLink.Tests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS]");
                     return 2;
             }
         }

@@ -26,10 +26,17 @@ internal sealed class NatLabFixture : IAsyncDisposable
     /// <summary>Why the laboratory cannot run here, or null when it can.</summary>
     public static string? UnavailableReason { get; } = FindUnavailableReason();
 
-    public static async Task<NatLabFixture> UpAsync(string natA, string natB)
+    /// <summary>Builds a lab; <paramref name="knobs"/> are natlab.sh's environment settings (NATLAB_UDP_TIMEOUT, …).</summary>
+    public static async Task<NatLabFixture> UpAsync(string natA, string natB, IReadOnlyDictionary<string, string>? knobs = null)
     {
         var lab = new NatLabFixture($"pl{Environment.ProcessId % 100000}x{Interlocked.Increment(ref s_counter)}-");
-        (int exit, _, string error) = await RunAsync("bash", [Script, "up", natA, natB], lab.LabEnvironment);
+        Dictionary<string, string> environment = lab.LabEnvironment;
+        foreach ((string key, string value) in knobs ?? new Dictionary<string, string>())
+        {
+            environment[key] = value;
+        }
+
+        (int exit, _, string error) = await RunAsync("bash", [Script, "up", natA, natB], environment);
         if (exit != 0)
         {
             await lab.DisposeAsync();
