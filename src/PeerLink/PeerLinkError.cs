@@ -51,4 +51,22 @@ public enum PeerLinkError
 
     /// <summary>A STUN server answered with an error response, or with a response that does not verify.</summary>
     StunError = 15,
+
+    /// <summary>The peer refused this session (authorization, application or network key). It says no more than that.</summary>
+    PeerRefused = 16,
+
+    /// <summary>The peer could not decrypt an IK handshake: its static key is not the expected PeerId, or the network key differs.</summary>
+    RemoteKeyMismatch = 17,
+
+    /// <summary>Nothing arrived from the peer within the idle timeout: it is gone.</summary>
+    PeerTimeout = 18,
+
+    /// <summary>The send queue is full and the session is set to fail rather than wait.</summary>
+    SendQueueFull = 19,
+
+    /// <summary>The session is closed (by either side); nothing more can be sent.</summary>
+    SessionClosed = 20,
+
+    /// <summary>A request got no response within its timeout.</summary>
+    RequestTimeout = 21,
 }

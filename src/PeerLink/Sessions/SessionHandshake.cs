@@ -1,0 +1,367 @@
+// The session handshake (docs/protocol.md): the initiator's preamble "PLNK" version pattern, then Noise handshake
+// messages as length:u16be noise-message, the preamble being the Noise prologue. XX or IK, with psk3 / psk2 when a
+// network key is set. The responder's first transport record is ACCEPT, or CLOSE(refused).
+using System;
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using PeerLink.Internal;
+using PeerLink.Security.Noise;
+using PeerLink.Transport;
+
+namespace PeerLink.Sessions;
+
+internal static class SessionHandshake
+{
+    public static async Task<SecureSession> InitiateAsync(PeerConnection connection, SecureSessionOptions options, PeerId? expected, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<SecureSession>();
+        bool ik = expected.HasValue;
+        bool psk = options.NetworkKey is not null;
+        byte pattern = SessionWire.PatternByte(ik, psk, options.PreferAesGcm);
+        NoiseProtocol protocol = SessionWire.Protocol(ik, psk, options.PreferAesGcm);
+        byte[] prologue = Prologue(pattern);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.HandshakeTimeout);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
+        byte[] payload = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
+        SecureSession? session = null;
+        try
+        {
+            using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, options.Identity!, expected, psk ? [options.NetworkKey!] : null);
+            PipeWriter output = connection.Transport.Output;
+            PipeReader input = connection.Transport.Input;
+            PooledBufferWriter hello = Hello(options);
+            try
+            {
+                output.Write(prologue);
+                WriteFrame(output, buffer, handshake.WriteMessage(ik ? hello.WrittenMemory.Span : default, buffer));
+                await FlushAsync(output, timeout.Token).ConfigureAwait(false);
+
+                int length = await ReadFrameAsync(input, buffer, timeout.Token).ConfigureAwait(false);
+                if (length == 0)
+                {
+                    throw new PeerLinkException(
+                        ik ? PeerLinkError.RemoteKeyMismatch : PeerLinkError.ProtocolViolation,
+                        ik ? $"The peer could not decrypt the IK handshake: its key is not {expected!.Value.ToFingerprint()}… (it changed), or the network keys differ."
+                           : "The peer sent an empty handshake message.");
+                }
+
+                SessionHello remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)));
+                if (!ik)
+                {
+                    WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
+                    await FlushAsync(output, timeout.Token).ConfigureAwait(false);
+                }
+
+                PeerId remoteId = handshake.RemotePeerId!.Value;
+                if (remote.ApplicationId != options.ApplicationId)
+                {
+                    throw new PeerLinkException(PeerLinkError.PeerRefused, $"The peer runs application '{remote.ApplicationId}', not '{options.ApplicationId}'.");
+                }
+
+                if (!(ik && remoteId == expected) && !await IsAllowedAsync(options, remoteId, logger, timeout.Token).ConfigureAwait(false))
+                {
+                    throw new PeerLinkException(PeerLinkError.PeerRefused, $"Peer {remoteId.ToFingerprint()}… is not authorized here.");
+                }
+
+                byte[] hash = handshake.HandshakeHash.ToArray();
+                session = new SecureSession(connection, handshake.Split(), protocol, remoteId, remote, isInitiator: true, hash, options, logger);
+            }
+            finally
+            {
+                PooledBufferWriter.Return(hello);
+            }
+
+            await session.StartAsync(timeout.Token).ConfigureAwait(false);
+            SessionLog.Established(logger, connection.ConnectionId, session.RemotePeerId.ToFingerprint(), protocol.Name);
+            return session;
+        }
+        catch (Exception e)
+        {
+            Exception error = Translate(e, options, cancellationToken);
+            SessionLog.HandshakeFailed(logger, connection.ConnectionId, (error as PeerLinkException)?.Error ?? PeerLinkError.Unknown, error.Message);
+            await DisposeAfterFailureAsync(connection, session).ConfigureAwait(false);
+            if (ReferenceEquals(error, e))
+            {
+                throw;
+            }
+
+            throw error;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+            ArrayPool<byte>.Shared.Return(payload, clearArray: true);
+        }
+    }
+
+    public static async Task<SecureSession> RespondAsync(PeerConnection connection, SecureSessionOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<SecureSession>();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.HandshakeTimeout);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
+        byte[] payload = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
+        SecureSession? session = null;
+        try
+        {
+            PipeWriter output = connection.Transport.Output;
+            PipeReader input = connection.Transport.Input;
+            byte[] prologue = await ReadPreambleAsync(input, timeout.Token).ConfigureAwait(false);
+            SessionWire.TryParsePattern(prologue[5], out bool ik, out bool psk, out bool aesGcm);
+            if (psk != (options.NetworkKey is not null))
+            {
+                // Without the installation's network key (or with one where none is used) there is nothing to talk about.
+                throw new PeerLinkException(PeerLinkError.PeerRefused, psk ? "The peer uses a network key and this node has none." : "The peer has no network key and this node requires one.");
+            }
+
+            NoiseProtocol protocol = SessionWire.Protocol(ik, psk, aesGcm);
+            using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, options.Identity!, null, psk ? [options.NetworkKey!] : null);
+            int length = await ReadFrameAsync(input, buffer, timeout.Token).ConfigureAwait(false);
+            int payloadLength;
+            try
+            {
+                payloadLength = handshake.ReadMessage(buffer.AsSpan(0, length), payload);
+            }
+            catch (PeerLinkException e) when (e.Error == PeerLinkError.DecryptionFailed && ik)
+            {
+                // The initiator encrypted to a key that is not ours (or used another network key): say so, without detail.
+                WriteFrame(output, buffer, 0);
+                await FlushAsync(output, timeout.Token).ConfigureAwait(false);
+                throw new PeerLinkException(PeerLinkError.RemoteKeyMismatch, "An IK initiator used a static key or network key that is not this node's.", e);
+            }
+
+            PooledBufferWriter hello = Hello(options);
+            SessionHello remote;
+            try
+            {
+                if (ik)
+                {
+                    remote = SessionHello.Read(payload.AsMemory(0, payloadLength));
+                }
+                else
+                {
+                    WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
+                    await FlushAsync(output, timeout.Token).ConfigureAwait(false);
+                    length = await ReadFrameAsync(input, buffer, timeout.Token).ConfigureAwait(false);
+                    remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)));
+                }
+
+                PeerId remoteId = handshake.RemotePeerId!.Value;
+                bool allowed = remote.ApplicationId == options.ApplicationId && await IsAllowedAsync(options, remoteId, logger, timeout.Token).ConfigureAwait(false);
+                if (ik)
+                {
+                    WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
+                }
+
+                byte[] hash = handshake.HandshakeHash.ToArray();
+                session = new SecureSession(connection, handshake.Split(), protocol, remoteId, remote, isInitiator: false, hash, options, logger);
+                if (!allowed)
+                {
+                    // The refused peer learns only "refused", inside the encrypted channel.
+                    SessionLog.Refused(logger, connection.ConnectionId, remoteId.ToFingerprint());
+                    session.SendRefusal();
+                    await session.DrainAsync().ConfigureAwait(false);
+                    throw new PeerLinkException(PeerLinkError.PeerRefused, $"Peer {remoteId.ToFingerprint()}… was refused (authorization or application id '{remote.ApplicationId}').");
+                }
+            }
+            finally
+            {
+                PooledBufferWriter.Return(hello);
+            }
+
+            session.SendAccept();
+            await session.StartAsync(timeout.Token).ConfigureAwait(false);
+            SessionLog.Established(logger, connection.ConnectionId, session.RemotePeerId.ToFingerprint(), protocol.Name);
+            return session;
+        }
+        catch (Exception e)
+        {
+            Exception error = Translate(e, options, cancellationToken);
+            if (error is not PeerLinkException { Error: PeerLinkError.PeerRefused })
+            {
+                SessionLog.HandshakeFailed(logger, connection.ConnectionId, (error as PeerLinkException)?.Error ?? PeerLinkError.Unknown, error.Message);
+            }
+
+            // A refusal goes out gracefully, so that the peer reads its CLOSE(refused) rather than a reset.
+            await DisposeAfterFailureAsync(connection, session, graceful: error is PeerLinkException { Error: PeerLinkError.PeerRefused }).ConfigureAwait(false);
+            if (ReferenceEquals(error, e))
+            {
+                throw;
+            }
+
+            throw error;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+            ArrayPool<byte>.Shared.Return(payload, clearArray: true);
+        }
+    }
+
+    private static Exception Translate(Exception e, SecureSessionOptions options, CancellationToken cancellationToken) => e switch
+    {
+        OperationCanceledException when !cancellationToken.IsCancellationRequested =>
+            new PeerLinkException(PeerLinkError.HandshakeTimeout, $"The handshake did not complete within {options.HandshakeTimeout.TotalSeconds} s.", e),
+        PeerLinkException { Error: PeerLinkError.DecryptionFailed } p =>
+            new PeerLinkException(PeerLinkError.HandshakeFailed, p.Message, p),
+        PeerLinkException { Error: PeerLinkError.InvalidMessagePack } p =>
+            new PeerLinkException(PeerLinkError.ProtocolViolation, p.Message, p),
+        InvalidOperationException or ObjectDisposedException =>
+            new PeerLinkException(PeerLinkError.ConnectionAborted, "The connection closed during the handshake.", e),
+        _ => e,
+    };
+
+    private static async Task DisposeAfterFailureAsync(PeerConnection connection, SecureSession? session, bool graceful = false)
+    {
+        if (session is not null)
+        {
+            if (!graceful)
+            {
+                session.Abort();
+            }
+
+            await session.DisposeAsync().ConfigureAwait(false);
+        }
+        else
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static async ValueTask<bool> IsAllowedAsync(SecureSessionOptions options, PeerId peer, ILogger logger, CancellationToken cancellationToken)
+    {
+        if (options.AllowedPeers is { } allowed && !allowed.Contains(peer))
+        {
+            return false;
+        }
+
+        if (options.Authorize is not { } authorize)
+        {
+            return true;
+        }
+
+        try
+        {
+            return await authorize(peer, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            SessionLog.HandshakeFailed(logger, "-", PeerLinkError.PeerRefused, $"The authorization callback threw {e.GetType().Name}; the peer is refused.");
+            return false;
+        }
+    }
+
+    private static byte[] Prologue(byte pattern)
+    {
+        byte[] prologue = new byte[SessionWire.PreambleSize];
+        SessionWire.Magic.CopyTo(prologue);
+        prologue[4] = SessionWire.Version;
+        prologue[5] = pattern;
+        return prologue;
+    }
+
+    private static PooledBufferWriter Hello(SecureSessionOptions options)
+    {
+        PooledBufferWriter writer = PooledBufferWriter.Rent();
+        new SessionHello(SessionWire.Version, options.ApplicationId, options.MaxMessageSize).WriteTo(writer);
+        return writer;
+    }
+
+    private static void WriteFrame(PipeWriter output, byte[] message, int length)
+    {
+        Span<byte> destination = output.GetSpan(SessionWire.LengthPrefixSize + length);
+        BinaryPrimitives.WriteUInt16BigEndian(destination, (ushort)length);
+        message.AsSpan(0, length).CopyTo(destination[SessionWire.LengthPrefixSize..]);
+        output.Advance(SessionWire.LengthPrefixSize + length);
+    }
+
+    private static async ValueTask FlushAsync(PipeWriter output, CancellationToken cancellationToken)
+    {
+        FlushResult result = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (result.IsCompleted)
+        {
+            throw new PeerLinkException(PeerLinkError.ConnectionReset, "The peer closed the connection during the handshake.");
+        }
+    }
+
+    private static int ReadLength(in ReadOnlySequence<byte> buffer)
+    {
+        Span<byte> prefix = stackalloc byte[SessionWire.LengthPrefixSize];
+        buffer.Slice(0, SessionWire.LengthPrefixSize).CopyTo(prefix);
+        return BinaryPrimitives.ReadUInt16BigEndian(prefix);
+    }
+
+    /// <summary>The initiator's six-byte preamble, checked before anything else is read.</summary>
+    private static async ValueTask<byte[]> ReadPreambleAsync(PipeReader input, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            if (buffer.Length >= SessionWire.PreambleSize)
+            {
+                byte[] preamble = buffer.Slice(0, SessionWire.PreambleSize).ToArray();
+                input.AdvanceTo(buffer.GetPosition(SessionWire.PreambleSize));
+                if (!preamble.AsSpan(0, 4).SequenceEqual(SessionWire.Magic))
+                {
+                    throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The connection does not start with the PeerLink preamble.");
+                }
+
+                if (preamble[4] != SessionWire.Version)
+                {
+                    throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"The peer speaks PeerLink protocol version {preamble[4]}; this node speaks {SessionWire.Version}.");
+                }
+
+                if (!SessionWire.TryParsePattern(preamble[5], out _, out _, out _))
+                {
+                    throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"Unknown handshake pattern 0x{preamble[5]:x2}.");
+                }
+
+                return preamble;
+            }
+
+            if (result.IsCompleted)
+            {
+                input.AdvanceTo(buffer.End);
+                throw new PeerLinkException(PeerLinkError.Truncated, "The connection ended inside the preamble.");
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    /// <summary>Reads one length-prefixed handshake message into <paramref name="destination"/>; returns its length (0 is the IK key-mismatch signal).</summary>
+    private static async ValueTask<int> ReadFrameAsync(PipeReader input, byte[] destination, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            if (buffer.Length >= SessionWire.LengthPrefixSize)
+            {
+                int length = ReadLength(buffer);
+                if (buffer.Length >= SessionWire.LengthPrefixSize + length)
+                {
+                    buffer.Slice(SessionWire.LengthPrefixSize, length).CopyTo(destination);
+                    input.AdvanceTo(buffer.GetPosition(SessionWire.LengthPrefixSize + length));
+                    return length;
+                }
+            }
+
+            if (result.IsCompleted)
+            {
+                input.AdvanceTo(buffer.End);
+                throw new PeerLinkException(buffer.IsEmpty ? PeerLinkError.ConnectionReset : PeerLinkError.Truncated,
+                    buffer.IsEmpty ? "The peer closed the connection during the handshake." : "The connection ended inside a handshake message.");
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+// The handshake payload: a MessagePack map. Unknown keys are skipped, so newer peers can add keys.
+using System;
+using System.Buffers;
+using PeerLink.Messaging;
+
+namespace PeerLink.Sessions;
+
+internal readonly record struct SessionHello(int Version, string ApplicationId, int MaxMessageSize)
+{
+    public void WriteTo(IBufferWriter<byte> output)
+    {
+        var writer = new MessagePackWriter(output);
+        writer.WriteMapHeader(4);
+        writer.Write("v");
+        writer.Write(Version);
+        writer.Write("app");
+        writer.Write(ApplicationId);
+        writer.Write("max");
+        writer.Write(MaxMessageSize);
+        writer.Write("feat");
+        writer.WriteArrayHeader(2);
+        writer.Write("coalesce");
+        writer.Write("rekey");
+        writer.Flush();
+    }
+
+    /// <summary>Reads a peer's hello; throws <see cref="PeerLinkException"/> (ProtocolViolation) when it is not one.</summary>
+    public static SessionHello Read(ReadOnlyMemory<byte> payload)
+    {
+        try
+        {
+            var reader = new MessagePackReader(payload);
+            int version = 0;
+            string? application = null;
+            int max = 0;
+            int count = reader.ReadMapHeader();
+            for (int i = 0; i < count; i++)
+            {
+                switch (reader.ReadString())
+                {
+                    case "v":
+                        version = reader.ReadInt32();
+                        break;
+                    case "app":
+                        application = reader.ReadString();
+                        break;
+                    case "max":
+                        max = reader.ReadInt32();
+                        break;
+                    default:
+                        reader.Skip();
+                        break;
+                }
+            }
+
+            if (version < 1 || application is null || max < 1)
+            {
+                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's handshake payload lacks the protocol version, application id or maximum message size.");
+            }
+
+            return new SessionHello(version, application, max);
+        }
+        catch (PeerLinkException e) when (e.Error == PeerLinkError.InvalidMessagePack)
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's handshake payload is not a valid MessagePack map.", e);
+        }
+    }
+}

@@ -1,0 +1,216 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Threading.Tasks;
+using PeerLink.Sessions;
+using PeerLink.Transport;
+using Xunit;
+
+namespace PeerLink.Tests.Sessions;
+
+/// <summary>Sessions over in-memory connections: handshakes, messages, close and abort.</summary>
+public sealed class SecureSessionTests : IDisposable
+{
+    private static readonly TimeSpan Limit = SessionPair.Limit;
+    private readonly PeerIdentity _alice = PeerIdentity.Generate();
+    private readonly PeerIdentity _bob = PeerIdentity.Generate();
+
+    public void Dispose()
+    {
+        _alice.Dispose();
+        _bob.Dispose();
+    }
+
+    [Theory]
+    [InlineData(false, false, false, "Noise_XX_25519_ChaChaPoly_SHA256")]
+    [InlineData(true, false, false, "Noise_IK_25519_ChaChaPoly_SHA256")]
+    [InlineData(false, true, false, "Noise_XXpsk3_25519_ChaChaPoly_SHA256")]
+    [InlineData(true, true, false, "Noise_IKpsk2_25519_ChaChaPoly_SHA256")]
+    [InlineData(false, false, true, "Noise_XX_25519_AESGCM_SHA256")]
+    [InlineData(true, true, true, "Noise_IKpsk2_25519_AESGCM_SHA256")]
+    public async Task EveryPatternAuthenticatesBothSidesAndCarriesMessages(bool ik, bool psk, bool aesGcm, string protocol)
+    {
+        byte[] networkKey = RandomNumberGenerator.GetBytes(32);
+        void Configure(SecureSessionOptions o)
+        {
+            o.NetworkKey = psk ? networkKey : null;
+            o.PreferAesGcm = aesGcm;
+        }
+
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik, Configure, Configure);
+
+        await pair.Initiator.SendAsync("ping from alice"u8.ToArray());
+        PeerMessage? atBob = await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit);
+        Assert.Equal("ping from alice"u8.ToArray(), atBob!.Value.Payload.ToArray());
+        await pair.Responder.SendAsync("pong from bob"u8.ToArray());
+        PeerMessage? atAlice = await pair.Initiator.ReceiveAsync().AsTask().WaitAsync(Limit);
+
+        Assert.Equal("pong from bob"u8.ToArray(), atAlice!.Value.Payload.ToArray());
+        Assert.Equal(protocol, pair.Initiator.Protocol.Name);
+        Assert.Equal(protocol, pair.Responder.Protocol.Name);
+        Assert.Equal(_bob.PeerId, pair.Initiator.RemotePeerId);
+        Assert.Equal(_alice.PeerId, pair.Responder.RemotePeerId);
+        Assert.Equal(pair.Initiator.HandshakeHash.ToArray(), pair.Responder.HandshakeHash.ToArray());
+        Assert.True(pair.Initiator.IsInitiator);
+        Assert.False(pair.Responder.IsInitiator);
+    }
+
+    [Fact]
+    public async Task LargeMessagesAreFragmentedAndReassembled()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true,
+            o => o.MaxMessageSize = 4 * 1024 * 1024, o => o.MaxMessageSize = 4 * 1024 * 1024);
+        byte[] big = RandomNumberGenerator.GetBytes(3 * 1024 * 1024 + 17);
+        byte[] exact = RandomNumberGenerator.GetBytes(65515);
+
+        Task send = Task.Run(async () =>
+        {
+            await pair.Initiator.SendAsync(big);
+            await pair.Initiator.SendAsync(exact);
+            await pair.Initiator.SendAsync(ReadOnlyMemory<byte>.Empty);
+        });
+        byte[] first = (await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray();
+        byte[] second = (await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray();
+        PeerMessage? empty = await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit);
+        await send.WaitAsync(Limit);
+
+        Assert.Equal(big, first);
+        Assert.Equal(exact, second);
+        Assert.Equal(0, empty!.Value.Payload.Length);
+    }
+
+    [Fact]
+    public async Task AMessageOverTheNegotiatedLimitIsRefusedToTheCaller()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true, o => o.MaxMessageSize = 1 << 20, o => o.MaxMessageSize = 1000);
+
+        var error = await Assert.ThrowsAsync<ArgumentOutOfRangeException>("message", () => pair.Initiator.SendAsync(new byte[1001]).AsTask());
+
+        Assert.Equal(1000, pair.Initiator.MaxMessageSize);
+        Assert.Contains("1000", error.Message, StringComparison.Ordinal);
+        await pair.Initiator.SendAsync(new byte[1000]);   // the session is still fine
+        Assert.Equal(1000, (await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.Length);
+    }
+
+    [Fact]
+    public async Task ManyConcurrentSendersKeepTheirOwnOrder()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true);
+        const int Senders = 8;
+        const int PerSender = 2000;
+
+        Task[] senders = Enumerable.Range(0, Senders).Select(s => Task.Run(async () =>
+        {
+            byte[] message = new byte[8];
+            for (int i = 0; i < PerSender; i++)
+            {
+                BitConverter.TryWriteBytes(message.AsSpan(0, 4), s);
+                BitConverter.TryWriteBytes(message.AsSpan(4, 4), i);
+                await pair.Initiator.SendAsync(message);
+            }
+        })).ToArray();
+        int[] next = new int[Senders];
+        for (int received = 0; received < Senders * PerSender; received++)
+        {
+            PeerMessage message = (await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value;
+            int sender = BitConverter.ToInt32(message.Payload.Span[..4]);
+            int sequence = BitConverter.ToInt32(message.Payload.Span[4..8]);
+            Assert.Equal(next[sender], sequence);
+            next[sender]++;
+        }
+
+        await Task.WhenAll(senders).WaitAsync(Limit);
+        Assert.All(next, n => Assert.Equal(PerSender, n));
+    }
+
+    [Fact]
+    public async Task AGracefulCloseDeliversEverySentMessageFirst()
+    {
+        SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: false);
+        const int Count = 20000;
+        for (int i = 0; i < Count; i++)
+        {
+            await pair.Initiator.SendAsync(BitConverter.GetBytes(i));
+        }
+
+        Task close = pair.Initiator.CloseAsync();
+        int received = 0;
+        await foreach (PeerMessage message in pair.Responder.ReadAllAsync().WithCancellation(default))
+        {
+            Assert.Equal(received, BitConverter.ToInt32(message.Payload.Span));
+            received++;
+        }
+
+        await close.WaitAsync(Limit);
+        Assert.Equal(Count, received);
+        await pair.Initiator.Completion.WaitAsync(Limit);
+        await pair.Responder.Completion.WaitAsync(Limit);
+        var late = await Assert.ThrowsAsync<PeerLinkException>(() => pair.Responder.SendAsync(new byte[1]).AsTask());
+        Assert.Equal(PeerLinkError.SessionClosed, late.Error);
+        await pair.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task AnAbortIsReportedAsAnAbortOnBothSides()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true);
+        await pair.Initiator.SendAsync(new byte[10]);
+        Assert.NotNull(await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit));
+
+        pair.Initiator.Abort();
+        var remote = await Assert.ThrowsAsync<PeerLinkException>(() => pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit));
+        var local = await Assert.ThrowsAsync<PeerLinkException>(() => pair.Initiator.ReceiveAsync().AsTask().WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.ConnectionReset, remote.Error);
+        Assert.Equal(PeerLinkError.ConnectionAborted, local.Error);
+        await Assert.ThrowsAsync<PeerLinkException>(() => pair.Responder.Completion.WaitAsync(Limit));
+    }
+
+    [Fact]
+    public async Task RequestsGetTheirResponses()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true);
+        Task server = Task.Run(async () =>
+        {
+            await foreach (PeerMessage request in pair.Responder.ReadAllAsync())
+            {
+                Assert.True(request.IsRequest);
+                byte[] reply = request.Payload.ToArray().Reverse().ToArray();
+                await pair.Responder.RespondAsync(request, reply);
+            }
+        });
+
+        Task<byte[]>[] requests = Enumerable.Range(0, 50).Select(i => pair.Initiator.RequestAsync(new byte[] { (byte)i, 1, 2 })).ToArray();
+        byte[][] responses = await Task.WhenAll(requests).WaitAsync(Limit);
+
+        for (int i = 0; i < responses.Length; i++)
+        {
+            Assert.Equal(new byte[] { 2, 1, (byte)i }, responses[i]);
+        }
+
+        await pair.Initiator.CloseAsync();
+        await server.WaitAsync(Limit);
+    }
+
+    [Fact]
+    public async Task ARequestWithoutResponseTimesOut()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true, o => o.RequestTimeout = TimeSpan.FromMilliseconds(300));
+
+        var error = await Assert.ThrowsAsync<PeerLinkException>(() => pair.Initiator.RequestAsync(new byte[] { 1 }).WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.RequestTimeout, error.Error);
+        Assert.True((await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.IsRequest);
+    }
+
+    [Fact]
+    public async Task PingMeasuresARoundTrip()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true);
+
+        TimeSpan rtt = await pair.Initiator.PingAsync().WaitAsync(Limit);
+
+        Assert.InRange(rtt, TimeSpan.Zero, Limit);
+    }
+}
