@@ -51,6 +51,7 @@ public sealed class SecureSession : IAsyncDisposable
     private TaskCompletionSource? _sendSpace;
     private TaskCompletionSource? _sendDrained;
     private bool _closeSent;
+    private bool _sendBroken;
     private Exception? _failure;
 
     // Flush loop state (one flush loop at a time).
@@ -68,6 +69,7 @@ public sealed class SecureSession : IAsyncDisposable
     private int _reassemblyLength;
     private byte _reassemblyFlags;
     private bool _remoteClosed;
+    private SessionCloseCode _remoteCloseCode;
     private Task _receiveLoop = Task.CompletedTask;
     private readonly TaskCompletionSource _accepted = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -102,10 +104,6 @@ public sealed class SecureSession : IAsyncDisposable
         _flusher = new FlushWorkItem(this);
         _keyCreatedAt = _lastReceivedAt = _lastSentAt = _time.GetTimestamp();
         _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, options.KeepAliveInterval / 2, options.KeepAliveInterval / 2);
-        if (!isInitiator)
-        {
-            _accepted.TrySetResult();
-        }
     }
 
     /// <summary>The authenticated peer.</summary>
@@ -379,14 +377,14 @@ public sealed class SecureSession : IAsyncDisposable
         _noise.Dispose();
     }
 
-    /// <summary>Starts the receive loop; for an initiator, waits for the responder's ACCEPT.</summary>
+    /// <summary>Starts the receive loop and waits for the peer's ACCEPT: proof that it completed the handshake and accepts us.</summary>
     internal async Task StartAsync(CancellationToken cancellationToken)
     {
         _receiveLoop = Task.Run(ReceiveLoopAsync, CancellationToken.None);
         await _accepted.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The responder's first record, before any data.</summary>
+    /// <summary>Each side's first record, before any data.</summary>
     internal void SendAccept() => EnqueueControl(SessionWire.Accept, default);
 
     internal void SendRefusal()
@@ -465,6 +463,11 @@ public sealed class SecureSession : IAsyncDisposable
         {
             throw new PeerLinkException(PeerLinkError.SessionClosed, "The session is closed; nothing more can be sent.");
         }
+
+        if (_sendBroken)
+        {
+            throw new PeerLinkException(PeerLinkError.ConnectionReset, "The peer stopped reading; nothing more can be sent.");
+        }
     }
 
     /// <summary>Appends a DATA message as one or more records, fragmenting across batches. Caller holds _sendGate.</summary>
@@ -505,7 +508,7 @@ public sealed class SecureSession : IAsyncDisposable
     {
         lock (_sendGate)
         {
-            if (_failure is not null || _closeSent)
+            if (_failure is not null || _closeSent || _sendBroken)
             {
                 return;
             }
@@ -557,7 +560,7 @@ public sealed class SecureSession : IAsyncDisposable
     {
         lock (_sendGate)
         {
-            if (_closeSent || _failure is not null)
+            if (_closeSent || _failure is not null || _sendBroken)
             {
                 return;
             }
@@ -627,7 +630,17 @@ public sealed class SecureSession : IAsyncDisposable
                     FlushResult result = await _output.FlushAsync().ConfigureAwait(false);
                     if (result.IsCompleted || result.IsCanceled)
                     {
-                        Fail(new PeerLinkException(PeerLinkError.ConnectionReset, "The connection closed while sending."), abortConnection: false);
+                        // The peer stopped reading. Its CLOSE (or the end of the connection) may still be on the way in:
+                        // the receive loop decides how the session ended. Nothing more can be sent.
+                        lock (_sendGate)
+                        {
+                            _sendBroken = true;
+                            _flushScheduled = false;
+                            ReturnBatches();
+                            _sendSpace?.TrySetResult();
+                            _sendDrained?.TrySetResult();
+                        }
+
                         return;
                     }
                 }
@@ -756,9 +769,14 @@ public sealed class SecureSession : IAsyncDisposable
                             SessionLog.Rekeyed(_logger, _connection.ConnectionId, "receive");
                         }
 
+                        if (_remoteClosed)
+                        {
+                            FinishRemoteClose();
+                        }
+
                         if (!_accepted.Task.IsCompleted)
                         {
-                            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The responder's first message did not start with ACCEPT.");
+                            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's first message did not start with ACCEPT.");
                         }
                     }
 
@@ -885,7 +903,7 @@ public sealed class SecureSession : IAsyncDisposable
 
             if (type != SessionWire.Accept && !_accepted.Task.IsCompleted && type != SessionWire.Close)
             {
-                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The responder sent a record before ACCEPT.");
+                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer sent a record before ACCEPT.");
             }
 
             switch (type)
@@ -904,7 +922,7 @@ public sealed class SecureSession : IAsyncDisposable
 
                     break;
                 case SessionWire.Accept:
-                    if (!IsInitiator || !_accepted.TrySetResult())
+                    if (!_accepted.TrySetResult())
                     {
                         throw new PeerLinkException(PeerLinkError.ProtocolViolation, "An unexpected ACCEPT.");
                     }
@@ -1020,9 +1038,15 @@ public sealed class SecureSession : IAsyncDisposable
 
     private void OnClose(ReadOnlySpan<byte> body)
     {
-        var code = body.IsEmpty ? SessionCloseCode.Normal : (SessionCloseCode)body[0];
-        SessionLog.CloseReceived(_logger, _connection.ConnectionId, code);
+        _remoteCloseCode = body.IsEmpty ? SessionCloseCode.Normal : (SessionCloseCode)body[0];
         _remoteClosed = true;
+        SessionLog.CloseReceived(_logger, _connection.ConnectionId, _remoteCloseCode);
+    }
+
+    /// <summary>After the message that carried the peer's CLOSE was processed without error.</summary>
+    private void FinishRemoteClose()
+    {
+        SessionCloseCode code = _remoteCloseCode;
         if (code == SessionCloseCode.Refused && !_accepted.Task.IsCompleted)
         {
             _accepted.TrySetException(new PeerLinkException(PeerLinkError.PeerRefused, "The peer refused the session."));
@@ -1201,6 +1225,7 @@ public sealed class SecureSession : IAsyncDisposable
         {
             ArrayPool<byte>.Shared.Return(_batch);
             _batch = null;
+            _batchLength = 0;
         }
     }
 

@@ -52,12 +52,9 @@ internal static class SessionHandshake
                 }
 
                 SessionHello remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)));
-                if (!ik)
-                {
-                    WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
-                    await FlushAsync(output, timeout.Token).ConfigureAwait(false);
-                }
 
+                // The responder is authenticated now (IK: it proved the expected key; XX: msg2 carried its key): decide
+                // before telling it anything more about us.
                 PeerId remoteId = handshake.RemotePeerId!.Value;
                 if (remote.ApplicationId != options.ApplicationId)
                 {
@@ -69,8 +66,14 @@ internal static class SessionHandshake
                     throw new PeerLinkException(PeerLinkError.PeerRefused, $"Peer {remoteId.ToFingerprint()}… is not authorized here.");
                 }
 
+                if (!ik)
+                {
+                    WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
+                }
+
                 byte[] hash = handshake.HandshakeHash.ToArray();
                 session = new SecureSession(connection, handshake.Split(), protocol, remoteId, remote, isInitiator: true, hash, options, logger);
+                session.SendAccept();   // flushed with msg3 (XX) by the session's flush work item
             }
             finally
             {
