@@ -1,0 +1,222 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Linq;
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using System.Threading.Channels;
+using System.Threading.Tasks;
+using Microsoft.Extensions.Logging;
+using PeerLink.Sessions;
+using PeerLink.Transport;
+
+namespace PeerLink;
+
+/// <summary>
+/// The one object an application holds: its identity, its listeners, and its sessions with other peers. Build it with
+/// <see cref="PeerNodeBuilder"/>; dispose it to close every session cleanly.
+/// </summary>
+/// <remarks>Thread-safe.</remarks>
+public sealed class PeerNode : IAsyncDisposable
+{
+    private readonly PeerIdentity _identity;
+    private readonly PeerNodeOptions _options;
+    private readonly SecureSessionOptions _sessionOptions;
+    private readonly IReadOnlyList<IPeerListener> _listeners;
+    private readonly IPeerConnector _connector;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly Channel<SecureSession> _incoming;
+    private readonly ConcurrentDictionary<SecureSession, byte> _sessions = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task[] _acceptLoops;
+    private int _pendingHandshakes;
+    private int _disposed;
+
+    internal PeerNode(PeerIdentity identity, PeerNodeOptions options, SecureSessionOptions sessionOptions, IReadOnlyList<IPeerListener> listeners, IPeerConnector connector, ILoggerFactory loggerFactory)
+    {
+        _identity = identity;
+        _options = options;
+        _sessionOptions = sessionOptions;
+        _listeners = listeners;
+        _connector = connector;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<PeerNode>();
+        _incoming = Channel.CreateBounded<SecureSession>(new BoundedChannelOptions(options.IncomingQueueLength) { SingleWriter = false, FullMode = BoundedChannelFullMode.Wait });
+        _acceptLoops = listeners.Select(l => Task.Run(() => AcceptLoopAsync(l))).ToArray();
+    }
+
+    /// <summary>This node's PeerId.</summary>
+    public PeerId PeerId => _identity.PeerId;
+
+    /// <summary>The bound endpoints of the listeners, with their real ports.</summary>
+    public IReadOnlyList<EndPoint> LocalEndPoints => _listeners.Select(l => l.LocalEndPoint).ToArray();
+
+    /// <summary>The sessions open now, incoming and outgoing.</summary>
+    public IReadOnlyCollection<SecureSession> Sessions => _sessions.Keys.ToArray();
+
+    /// <summary>
+    /// Opens a session to <paramref name="remoteEndPoint"/>: IK (one round trip) when <paramref name="expectedPeer"/> is
+    /// given, XX otherwise. With <see cref="SecureSessionOptions.FallbackToXX"/>, an IK attempt whose peer has another
+    /// key is retried once with XX, and the new key must then pass the node's authorization.
+    /// </summary>
+    /// <param name="remoteEndPoint">Where the peer listens.</param>
+    /// <param name="expectedPeer">The peer's PeerId, when known (from discovery, configuration or an earlier session).</param>
+    /// <param name="cancellationToken">Cancels the connect and handshake.</param>
+    /// <returns>The session; the node closes it when disposed, and the caller may close it earlier.</returns>
+    /// <exception cref="PeerLinkException">The connection or handshake failed, or either side refused.</exception>
+    public async Task<SecureSession> ConnectAsync(EndPoint remoteEndPoint, PeerId? expectedPeer = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(remoteEndPoint);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        SecureSession session;
+        try
+        {
+            PeerConnection connection = await _connector.ConnectAsync(remoteEndPoint, cancellationToken).ConfigureAwait(false);
+            session = await SecureSession.ConnectAsync(connection, _sessionOptions, expectedPeer, _loggerFactory, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PeerLinkException e) when (e.Error == PeerLinkError.RemoteKeyMismatch && _sessionOptions.FallbackToXX)
+        {
+            SessionLog.FallbackToXX(_logger, remoteEndPoint.ToString() ?? "?");
+            PeerConnection connection = await _connector.ConnectAsync(remoteEndPoint, cancellationToken).ConfigureAwait(false);
+            session = await SecureSession.ConnectAsync(connection, _sessionOptions, null, _loggerFactory, cancellationToken).ConfigureAwait(false);
+        }
+
+        Track(session);
+        return session;
+    }
+
+    /// <summary>The next incoming session (authenticated and authorized), or null once the node is disposed.</summary>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    public async ValueTask<SecureSession?> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await _incoming.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Incoming sessions as they are established, until the node is disposed.</summary>
+    /// <param name="cancellationToken">Ends the enumeration.</param>
+    public async IAsyncEnumerable<SecureSession> AcceptAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        while (await AcceptAsync(cancellationToken).ConfigureAwait(false) is { } session)
+        {
+            yield return session;
+        }
+    }
+
+    /// <summary>
+    /// Stops listening, closes every session gracefully (CLOSE with <see cref="SessionCloseCode.Shutdown"/>, each waiting at most
+    /// <see cref="SecureSessionOptions.CloseTimeout"/>), and releases everything. Idempotent.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        foreach (IPeerListener listener in _listeners)
+        {
+            await listener.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+        _incoming.Writer.TryComplete();
+        await Task.WhenAll(_sessions.Keys.Select(CloseAndDisposeAsync)).ConfigureAwait(false);
+        while (_incoming.Reader.TryRead(out SecureSession? unaccepted))
+        {
+            await unaccepted.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _stopping.Dispose();
+        NodeLog.Stopped(_logger, PeerId.ToFingerprint());
+    }
+
+    private static async Task CloseAndDisposeAsync(SecureSession session)
+    {
+        await session.CloseAsync(SessionCloseCode.Shutdown).ConfigureAwait(false);
+        await session.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private async Task AcceptLoopAsync(IPeerListener listener)
+    {
+        var handshakes = new List<Task>();
+        try
+        {
+            while (await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false) is { } connection)
+            {
+                if (Interlocked.Increment(ref _pendingHandshakes) > _options.MaxPendingHandshakes || _sessions.Count >= _options.MaxSessions)
+                {
+                    Interlocked.Decrement(ref _pendingHandshakes);
+                    NodeLog.ConnectionShed(_logger, connection.ConnectionId, _options.MaxPendingHandshakes, _options.MaxSessions);
+                    connection.Abort();
+                    await connection.DisposeAsync().ConfigureAwait(false);
+                    continue;
+                }
+
+                handshakes.RemoveAll(t => t.IsCompleted);
+                handshakes.Add(Task.Run(() => HandshakeAsync(connection)));
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            NodeLog.AcceptLoopFailed(_logger, listener.LocalEndPoint, e);
+        }
+
+        await Task.WhenAll(handshakes).ConfigureAwait(false);
+    }
+
+    private async Task HandshakeAsync(PeerConnection connection)
+    {
+        try
+        {
+            SecureSession session = await SecureSession.AcceptAsync(connection, _sessionOptions, _loggerFactory, _stopping.Token).ConfigureAwait(false);
+            Track(session);
+            if (!_incoming.Writer.TryWrite(session))
+            {
+                try
+                {
+                    await _incoming.Writer.WriteAsync(session, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+                {
+                    await session.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e) when (e is PeerLinkException or OperationCanceledException)
+        {
+            // Logged by the handshake; this connection is gone and the listener carries on.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pendingHandshakes);
+        }
+    }
+
+    private void Track(SecureSession session)
+    {
+        _sessions[session] = 0;
+        _ = session.Completion.ContinueWith(
+            static (_, state) =>
+            {
+                (PeerNode node, SecureSession s) = ((PeerNode, SecureSession))state!;
+                node._sessions.TryRemove(s, out byte _);
+            },
+            (this, session),
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+    }
+}
