@@ -106,6 +106,11 @@ public sealed class SecureSession : IAsyncDisposable
         _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, options.KeepAliveInterval / 2, options.KeepAliveInterval / 2);
     }
 
+    /// <summary>How many times each direction was rekeyed (for tests and diagnostics).</summary>
+    internal int SendRekeys { get; private set; }
+
+    internal int ReceiveRekeys { get; private set; }
+
     /// <summary>The authenticated peer.</summary>
     public PeerId RemotePeerId { get; }
 
@@ -709,6 +714,7 @@ public sealed class SecureSession : IAsyncDisposable
         if (rekey)
         {
             _noise.Send.Rekey();
+            SendRekeys++;
             _messagesSinceRekey = 0;
             _bytesSinceRekey = 0;
             _keyCreatedAt = _time.GetTimestamp();
@@ -766,6 +772,7 @@ public sealed class SecureSession : IAsyncDisposable
                         if (ProcessRecords(plaintext.AsSpan(0, length)))
                         {
                             _noise.Receive.Rekey();
+                            ReceiveRekeys++;
                             SessionLog.Rekeyed(_logger, _connection.ConnectionId, "receive");
                         }
 

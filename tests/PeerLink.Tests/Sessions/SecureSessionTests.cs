@@ -213,4 +213,81 @@ public sealed class SecureSessionTests : IDisposable
 
         Assert.InRange(rtt, TimeSpan.Zero, Limit);
     }
+
+    [Fact]
+    public async Task BothDirectionsRekeyOnTheirMessageBudgetAndKeepWorking()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true, o => o.RekeyAfterMessages = 5, o => o.RekeyAfterMessages = 7);
+
+        for (int i = 0; i < 40; i++)
+        {
+            await pair.Initiator.SendAsync(BitConverter.GetBytes(i));
+            Assert.Equal(i, BitConverter.ToInt32((await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.Span));
+            await pair.Responder.SendAsync(BitConverter.GetBytes(-i));
+            Assert.Equal(-i, BitConverter.ToInt32((await pair.Initiator.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.Span));
+        }
+
+        Assert.InRange(pair.Initiator.SendRekeys, 6, 40);
+        Assert.Equal(pair.Initiator.SendRekeys, pair.Responder.ReceiveRekeys);
+        Assert.InRange(pair.Responder.SendRekeys, 4, 40);
+        Assert.Equal(pair.Responder.SendRekeys, pair.Initiator.ReceiveRekeys);
+    }
+
+    [Fact]
+    public async Task ASenderFailsFastWhenThePeerDoesNotReadAndFailModeIsSet()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true,
+            o =>
+            {
+                o.MaxSendQueueBytes = 64 * 1024;
+                o.SendQueueFullMode = SendQueueFullMode.Fail;
+            },
+            o => o.MaxReceiveQueueBytes = 64 * 1024);
+        byte[] chunk = new byte[8 * 1024];
+
+        // The responder never reads: its queue, the pipe (1 MiB) and then the sender's queue fill up.
+        PeerLinkException? full = null;
+        for (int i = 0; i < 10_000 && full is null; i++)
+        {
+            try
+            {
+                await pair.Initiator.SendAsync(chunk);
+            }
+            catch (PeerLinkException e)
+            {
+                full = e;
+            }
+        }
+
+        Assert.NotNull(full);
+        Assert.Equal(PeerLinkError.SendQueueFull, full!.Error);
+    }
+
+    [Fact]
+    public async Task ASenderWaitsWhileThePeerDoesNotReadAndResumesWhenItDoes()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true, o => o.MaxSendQueueBytes = 64 * 1024, o => o.MaxReceiveQueueBytes = 64 * 1024);
+        byte[] chunk = new byte[8 * 1024];
+        int sent = 0;
+        Task sender = Task.Run(async () =>
+        {
+            for (; sent < 1000; sent++)
+            {
+                await pair.Initiator.SendAsync(chunk);
+            }
+        });
+
+        // Nobody reads: the sender must stall well before 1000 x 8 KiB, instead of buffering it all.
+        Task first = await Task.WhenAny(sender, Task.Delay(TimeSpan.FromSeconds(1)));
+        Assert.NotSame(sender, first);
+        int stalledAt = sent;
+        Assert.InRange(stalledAt, 1, 300);
+
+        for (int i = 0; i < 1000; i++)
+        {
+            Assert.Equal(chunk.Length, (await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.Length);
+        }
+
+        await sender.WaitAsync(Limit);
+    }
 }
