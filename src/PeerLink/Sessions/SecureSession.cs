@@ -10,7 +10,6 @@ using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Threading;
-using System.Threading.Channels;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using PeerLink.Internal;
@@ -60,7 +59,7 @@ public sealed class SecureSession : IAsyncDisposable
     private long _keyCreatedAt;
 
     // Receive side.
-    private readonly Channel<PeerMessage> _inbox = Channel.CreateUnbounded<PeerMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly Inbox _inbox = new();
     private readonly object _receiveGate = new();
     private long _queuedReceiveBytes;
     private TaskCompletionSource? _receiveSpace;
@@ -74,7 +73,7 @@ public sealed class SecureSession : IAsyncDisposable
     private readonly TaskCompletionSource _accepted = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     // Requests and pings.
-    private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _requests = new();
+    private ConcurrentDictionary<uint, TaskCompletionSource<byte[]>>? _requests;   // created by the first request
     private int _nextRequestId;
     private TaskCompletionSource<TimeSpan>? _ping;
     private long _pingSentAt;
@@ -232,23 +231,18 @@ public sealed class SecureSession : IAsyncDisposable
         ReleaseLastDelivered();
         while (true)
         {
-            if (_inbox.Reader.TryRead(out PeerMessage message))
+            if (_inbox.TryRead(out PeerMessage message, out Exception? error, out bool ended))
             {
                 OnDelivered(message);
                 return message;
             }
 
-            try
+            if (ended)
             {
-                if (!await _inbox.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    return null;
-                }
+                return error is PeerLinkException inner ? throw new PeerLinkException(inner.Error, inner.Message, inner) : null;
             }
-            catch (ChannelClosedException e) when (e.InnerException is PeerLinkException inner)
-            {
-                throw new PeerLinkException(inner.Error, inner.Message, inner);
-            }
+
+            await _inbox.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -271,7 +265,8 @@ public sealed class SecureSession : IAsyncDisposable
     {
         uint id = (uint)Interlocked.Increment(ref _nextRequestId);
         var pending = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _requests[id] = pending;
+        ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> requests = LazyInitializer.EnsureInitialized(ref _requests, static () => new());
+        requests[id] = pending;
         try
         {
             await EnqueueDataAsync(request, SessionWire.Request, id, cancellationToken).ConfigureAwait(false);
@@ -283,7 +278,7 @@ public sealed class SecureSession : IAsyncDisposable
         }
         finally
         {
-            _requests.TryRemove(id, out _);
+            requests.TryRemove(id, out _);
         }
     }
 
@@ -373,7 +368,7 @@ public sealed class SecureSession : IAsyncDisposable
         }
 
         ReleaseLastDelivered();
-        while (_inbox.Reader.TryRead(out PeerMessage left))
+        foreach (PeerMessage left in _inbox.Drain())
         {
             ArrayPool<byte>.Shared.Return(left.Buffer);
         }
@@ -724,8 +719,10 @@ public sealed class SecureSession : IAsyncDisposable
 
     private async Task ReceiveLoopAsync()
     {
-        byte[] plaintext = ArrayPool<byte>.Shared.Rent(SessionWire.MaxPlaintext);
+        // Buffers are rented per read and returned before the next wait, so that an idle session holds none.
+        byte[]? plaintext = null;
         byte[]? scratch = null;
+        int plaintextUsed = 0;
         try
         {
             while (true)
@@ -763,12 +760,14 @@ public sealed class SecureSession : IAsyncDisposable
                             input = scratch.AsSpan(0, (int)ciphertext.Length);
                         }
 
+                        plaintext ??= ArrayPool<byte>.Shared.Rent(SessionWire.MaxPlaintext);
                         if (!_noise.Receive!.TryDecryptWithAd(default, input, plaintext, out int length))
                         {
                             throw new PeerLinkException(PeerLinkError.DecryptionFailed, "A message from the peer failed authentication (altered, replayed, reordered or truncated).");
                         }
 
                         consumed = buffer.Start;
+                        plaintextUsed = Math.Max(plaintextUsed, length);
                         if (ProcessRecords(plaintext.AsSpan(0, length)))
                         {
                             _noise.Receive.Rekey();
@@ -801,6 +800,7 @@ public sealed class SecureSession : IAsyncDisposable
                 finally
                 {
                     _input.AdvanceTo(consumed, examined);
+                    ReturnReceiveBuffers(ref plaintext, ref plaintextUsed, ref scratch);
                 }
 
                 if (ended)
@@ -849,11 +849,24 @@ public sealed class SecureSession : IAsyncDisposable
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(plaintext, clearArray: true);
-            if (scratch is not null)
-            {
-                ArrayPool<byte>.Shared.Return(scratch);
-            }
+            ReturnReceiveBuffers(ref plaintext, ref plaintextUsed, ref scratch);
+        }
+    }
+
+    private static void ReturnReceiveBuffers(ref byte[]? plaintext, ref int plaintextUsed, ref byte[]? scratch)
+    {
+        if (plaintext is not null)
+        {
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(plaintext.AsSpan(0, plaintextUsed));
+            ArrayPool<byte>.Shared.Return(plaintext);
+            plaintext = null;
+            plaintextUsed = 0;
+        }
+
+        if (scratch is not null)
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+            scratch = null;
         }
     }
 
@@ -1025,7 +1038,7 @@ public sealed class SecureSession : IAsyncDisposable
 
         if (isResponse)
         {
-            if (_requests.TryRemove(id, out TaskCompletionSource<byte[]>? pending))
+            if (_requests is { } requests && requests.TryRemove(id, out TaskCompletionSource<byte[]>? pending))
             {
                 pending.TrySetResult(body.ToArray());
             }
@@ -1040,7 +1053,10 @@ public sealed class SecureSession : IAsyncDisposable
             _queuedReceiveBytes += body.Length;
         }
 
-        _inbox.Writer.TryWrite(new PeerMessage(buffer, body.Length, id, isRequest));
+        if (!_inbox.TryWrite(new PeerMessage(buffer, body.Length, id, isRequest)))
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private void OnClose(ReadOnlySpan<byte> body)
@@ -1061,11 +1077,11 @@ public sealed class SecureSession : IAsyncDisposable
 
         if (code is SessionCloseCode.Normal or SessionCloseCode.Shutdown)
         {
-            _inbox.Writer.TryComplete();
+            _inbox.Complete();
         }
         else
         {
-            _inbox.Writer.TryComplete(new PeerLinkException(code == SessionCloseCode.Refused ? PeerLinkError.PeerRefused : PeerLinkError.ProtocolViolation, $"The peer closed the session: {code}."));
+            _inbox.Complete(new PeerLinkException(code == SessionCloseCode.Refused ? PeerLinkError.PeerRefused : PeerLinkError.ProtocolViolation, $"The peer closed the session: {code}."));
         }
 
         // Answer with our own CLOSE after whatever we still have queued; then the flush loop sends FIN.
@@ -1175,7 +1191,7 @@ public sealed class SecureSession : IAsyncDisposable
 
     private void Complete()
     {
-        _inbox.Writer.TryComplete();
+        _inbox.Complete();
         FailPending(new PeerLinkException(PeerLinkError.SessionClosed, "The session closed before the response arrived."));
         _completion.TrySetResult();
     }
@@ -1200,7 +1216,7 @@ public sealed class SecureSession : IAsyncDisposable
         }
 
         _accepted.TrySetException(error);
-        _inbox.Writer.TryComplete(error);
+        _inbox.Complete(error);
         FailPending(error);
         lock (_receiveGate)
         {
@@ -1213,7 +1229,7 @@ public sealed class SecureSession : IAsyncDisposable
 
     private void FailPending(Exception error)
     {
-        foreach (KeyValuePair<uint, TaskCompletionSource<byte[]>> pending in _requests)
+        foreach (KeyValuePair<uint, TaskCompletionSource<byte[]>> pending in _requests ?? [])
         {
             pending.Value.TrySetException(error);
         }

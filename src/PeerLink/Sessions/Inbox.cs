@@ -1,0 +1,153 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using System.Threading.Tasks;
+using System.Threading.Tasks.Sources;
+
+namespace PeerLink.Sessions;
+
+/// <summary>
+/// The received-message queue of one session: one writer (the receive loop), one reader at a time. Smaller than a
+/// channel when idle (an empty queue holds no array), and waiting allocates nothing: the reader's wait is one reusable
+/// value-task source.
+/// </summary>
+internal sealed class Inbox : IValueTaskSource<bool>
+{
+    private readonly object _gate = new();
+    private readonly Queue<PeerMessage> _queue = new();
+    private ManualResetValueTaskSourceCore<bool> _waiter = new() { RunContinuationsAsynchronously = true };
+    private bool _waiting;
+    private bool _completed;
+    private Exception? _error;
+
+    public bool TryWrite(PeerMessage message)
+    {
+        lock (_gate)
+        {
+            if (_completed)
+            {
+                return false;
+            }
+
+            _queue.Enqueue(message);
+            if (!_waiting)
+            {
+                return true;
+            }
+
+            _waiting = false;
+        }
+
+        _waiter.SetResult(true);
+        return true;
+    }
+
+    /// <summary>No more messages: the reader sees the end (or <paramref name="error"/>) once the queue is empty.</summary>
+    public void Complete(Exception? error = null)
+    {
+        lock (_gate)
+        {
+            if (_completed)
+            {
+                return;
+            }
+
+            _completed = true;
+            _error = error;
+            if (!_waiting)
+            {
+                return;
+            }
+
+            _waiting = false;
+        }
+
+        _waiter.SetResult(false);
+    }
+
+    /// <summary>The next message; false at the end. Throws the completion error after the queued messages.</summary>
+    public bool TryRead(out PeerMessage message, out Exception? error, out bool ended)
+    {
+        lock (_gate)
+        {
+            error = null;
+            ended = false;
+            if (_queue.TryDequeue(out message))
+            {
+                return true;
+            }
+
+            if (_completed)
+            {
+                ended = true;
+                error = _error;
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>Waits until a message or the end is available. One waiter at a time.</summary>
+    public async ValueTask WaitAsync(CancellationToken cancellationToken)
+    {
+        ValueTask<bool> wait;
+        lock (_gate)
+        {
+            if (_queue.Count > 0 || _completed)
+            {
+                return;
+            }
+
+            if (_waiting)
+            {
+                throw new InvalidOperationException("Only one receive may wait at a time.");
+            }
+
+            _waiter.Reset();
+            _waiting = true;
+            wait = new ValueTask<bool>(this, _waiter.Version);
+        }
+
+        if (!cancellationToken.CanBeCanceled)
+        {
+            await wait.ConfigureAwait(false);
+            return;
+        }
+
+        using CancellationTokenRegistration registration = cancellationToken.UnsafeRegister(static (state, token) => ((Inbox)state!).Cancel(token), this);
+        await wait.ConfigureAwait(false);
+    }
+
+    /// <summary>Removes everything still queued (on dispose).</summary>
+    public IEnumerable<PeerMessage> Drain()
+    {
+        lock (_gate)
+        {
+            PeerMessage[] left = _queue.ToArray();
+            _queue.Clear();
+            return left;
+        }
+    }
+
+    bool IValueTaskSource<bool>.GetResult(short token) => _waiter.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _waiter.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _waiter.OnCompleted(continuation, state, token, flags);
+
+    private void Cancel(CancellationToken token)
+    {
+        lock (_gate)
+        {
+            if (!_waiting)
+            {
+                return;
+            }
+
+            _waiting = false;
+        }
+
+        _waiter.SetException(new OperationCanceledException(token));
+    }
+}
