@@ -80,6 +80,28 @@ public sealed class StunServer : IAsyncDisposable
         cancellationToken.ThrowIfCancellationRequested();
         ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<StunServer>();
 
+        // With port 0 the UDP port is picked first, and TCP must get the same number; another program may hold it for
+        // TCP (an outgoing connection's local port, say). Then pick again, a few times.
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                (List<Endpoint> endpoints, Socket? tcp) = Bind(options);
+                foreach (Endpoint endpoint in endpoints)
+                {
+                    NatLog.ServerListening(logger, endpoint.LocalEndPoint);
+                }
+
+                return Task.FromResult(new StunServer([.. endpoints], tcp, options, logger));
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && (options.PrimaryEndPoint.Port == 0 || options.AlternatePort == 0) && attempt < 10)
+            {
+            }
+        }
+    }
+
+    private static (List<Endpoint> Endpoints, Socket? Tcp) Bind(StunServerOptions options)
+    {
         var endpoints = new List<Endpoint>();
         try
         {
@@ -124,12 +146,7 @@ public sealed class StunServer : IAsyncDisposable
             }
         }
 
-        foreach (Endpoint endpoint in endpoints)
-        {
-            NatLog.ServerListening(logger, endpoint.LocalEndPoint);
-        }
-
-        return Task.FromResult(new StunServer([.. endpoints], tcp, options, logger));
+        return (endpoints, tcp);
     }
 
     /// <summary>Stops answering and closes the sockets. Idempotent.</summary>

@@ -412,22 +412,33 @@ public sealed class SecureSession : IAsyncDisposable
         }
 
         long cost = message.Length + SessionWire.RecordHeaderSize + (kind != 0 ? 4 : 0);
+        bool flush;
         lock (_sendGate)
         {
             ThrowIfCannotSend();
-            if (_queuedSendBytes == 0 || _queuedSendBytes + cost <= _options.MaxSendQueueBytes)
-            {
-                AppendData(message.Span, kind, requestId, cost);
-                return ValueTask.CompletedTask;
-            }
-
-            if (_options.SendQueueFullMode == SendQueueFullMode.Fail)
+            bool fits = _queuedSendBytes == 0 || _queuedSendBytes + cost <= _options.MaxSendQueueBytes;
+            if (!fits && _options.SendQueueFullMode == SendQueueFullMode.Fail)
             {
                 throw new PeerLinkException(PeerLinkError.SendQueueFull, $"The send queue holds {_queuedSendBytes} bytes, the limit is {_options.MaxSendQueueBytes}: the peer does not keep up.");
             }
+
+            if (!fits)
+            {
+                return WaitAndEnqueueAsync(message, kind, requestId, cost, cancellationToken);
+            }
+
+            AppendData(message.Span, kind, requestId, cost);
+            flush = ClaimFlush();
         }
 
-        return WaitAndEnqueueAsync(message, kind, requestId, cost, cancellationToken);
+        if (flush)
+        {
+            // No flush is running: encrypt and hand to the transport on this thread (no hop for a lone message).
+            // Sends that arrive meanwhile join the batch that this flush loop picks up next.
+            _ = FlushLoopAsync();
+        }
+
+        return ValueTask.CompletedTask;
     }
 
     private async ValueTask WaitAndEnqueueAsync(ReadOnlyMemory<byte> message, byte kind, uint requestId, long cost, CancellationToken cancellationToken)
@@ -441,6 +452,11 @@ public sealed class SecureSession : IAsyncDisposable
                 if (_queuedSendBytes == 0 || _queuedSendBytes + cost <= _options.MaxSendQueueBytes)
                 {
                     AppendData(message.Span, kind, requestId, cost);
+                    if (ClaimFlush())
+                    {
+                        ThreadPool.UnsafeQueueUserWorkItem(_flusher, preferLocal: false);
+                    }
+
                     return;
                 }
 
@@ -501,7 +517,6 @@ public sealed class SecureSession : IAsyncDisposable
         while (!message.IsEmpty);
 
         _queuedSendBytes += cost;
-        ScheduleFlush();
     }
 
     private void EnqueueControl(byte type, ReadOnlySpan<byte> body)
@@ -554,6 +569,18 @@ public sealed class SecureSession : IAsyncDisposable
             _flushScheduled = true;
             ThreadPool.UnsafeQueueUserWorkItem(_flusher, preferLocal: false);
         }
+    }
+
+    /// <summary>Caller holds _sendGate. True when the caller must run the flush loop (after releasing the lock).</summary>
+    private bool ClaimFlush()
+    {
+        if (_flushScheduled)
+        {
+            return false;   // the running flush loop will pick this up
+        }
+
+        _flushScheduled = true;
+        return true;
     }
 
     private void SendClose(SessionCloseCode code, string? reason)
@@ -1095,7 +1122,8 @@ public sealed class SecureSession : IAsyncDisposable
             Task space;
             lock (_receiveGate)
             {
-                if (_queuedReceiveBytes < _options.MaxReceiveQueueBytes)
+                // Also go on once the session has failed: the next read then ends the loop.
+                if (_queuedReceiveBytes < _options.MaxReceiveQueueBytes || Volatile.Read(ref _failure) is not null)
                 {
                     return;
                 }

@@ -44,6 +44,7 @@ internal sealed class PipeConnection : PeerConnection, IDuplexPipe
     public override void Abort(Exception? reason = null)
     {
         // The far end sees what a reset TCP connection shows; this end sees its own abort.
+        _output.CancelPendingFlush();
         _output.Complete(new PeerLinkException(PeerLinkError.ConnectionReset, "The peer aborted the connection."));
         _input.Complete(reason ?? new PeerLinkException(PeerLinkError.ConnectionAborted, "The connection was aborted."));
         _input.CancelPendingRead();

@@ -16,7 +16,8 @@ namespace PeerLink.Transport;
 /// </summary>
 internal sealed class SocketConnection : PeerConnection, IDuplexPipe
 {
-    private const int MinReceiveBuffer = 4096;
+    // Ask for a large buffer once data is there: one receive call then takes a whole 64 KiB Noise message.
+    private const int MinReceiveBuffer = 64 * 1024;
     private static long s_next;
 
     private readonly Socket _socket;
@@ -39,7 +40,7 @@ internal sealed class SocketConnection : PeerConnection, IDuplexPipe
         socket.NoDelay = options.NoDelay;
         _receivePipe = new Pipe(new PipeOptions(
             pauseWriterThreshold: options.MaxReadBufferSize, resumeWriterThreshold: options.MaxReadBufferSize / 2,
-            readerScheduler: PipeScheduler.ThreadPool, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
+            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
         _sendPipe = new Pipe(new PipeOptions(
             pauseWriterThreshold: options.MaxWriteBufferSize, resumeWriterThreshold: options.MaxWriteBufferSize / 2,
             readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool, useSynchronizationContext: false));

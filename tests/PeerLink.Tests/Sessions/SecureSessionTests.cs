@@ -241,8 +241,13 @@ public sealed class SecureSessionTests : IDisposable
             {
                 o.MaxSendQueueBytes = 64 * 1024;
                 o.SendQueueFullMode = SendQueueFullMode.Fail;
+                o.CloseTimeout = TimeSpan.FromMilliseconds(500);   // the peer never reads, so a close cannot complete
             },
-            o => o.MaxReceiveQueueBytes = 64 * 1024);
+            o =>
+            {
+                o.MaxReceiveQueueBytes = 64 * 1024;
+                o.CloseTimeout = TimeSpan.FromMilliseconds(500);
+            });
         byte[] chunk = new byte[8 * 1024];
 
         // The responder never reads: its queue, the pipe (1 MiB) and then the sender's queue fill up.
