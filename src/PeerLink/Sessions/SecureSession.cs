@@ -57,6 +57,10 @@ public sealed class SecureSession : IAsyncDisposable
     private long _messagesSinceRekey;
     private long _bytesSinceRekey;
     private long _keyCreatedAt;
+    private long _lastFlushEndedAt;
+
+    // Sends closer together than this after the previous flush are treated as a stream and coalesced.
+    private static readonly TimeSpan InlineFlushGap = TimeSpan.FromMicroseconds(50);
 
     // Receive side.
     private readonly Inbox _inbox = new();
@@ -433,9 +437,17 @@ public sealed class SecureSession : IAsyncDisposable
 
         if (flush)
         {
-            // No flush is running: encrypt and hand to the transport on this thread (no hop for a lone message).
-            // Sends that arrive meanwhile join the batch that this flush loop picks up next.
-            _ = FlushLoopAsync();
+            if (_time.GetElapsedTime(Volatile.Read(ref _lastFlushEndedAt)) > InlineFlushGap)
+            {
+                // A lone message (nothing flushed just now): encrypt and hand it to the transport on this thread, with
+                // no thread hop. Sends that arrive meanwhile join the batch that this flush loop picks up next.
+                _ = FlushLoopAsync();
+            }
+            else
+            {
+                // A stream of sends: flush from the thread pool, so that the messages queued meanwhile share one AEAD call.
+                ThreadPool.UnsafeQueueUserWorkItem(_flusher, preferLocal: false);
+            }
         }
 
         return ValueTask.CompletedTask;
@@ -697,6 +709,7 @@ public sealed class SecureSession : IAsyncDisposable
                     }
                 }
 
+                Volatile.Write(ref _lastFlushEndedAt, _time.GetTimestamp());
                 space?.TrySetResult();
                 drained?.TrySetResult();
                 if (completeOutput)
