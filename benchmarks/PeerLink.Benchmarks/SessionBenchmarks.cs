@@ -9,6 +9,56 @@ using PeerLink.Sessions;
 
 namespace PeerLink.Benchmarks;
 
+/// <summary>One established connection of each kind over loopback: a PeerLink IK session, a TCP pair, a TLS 1.3 pair.</summary>
+internal sealed class LoopbackConnections
+{
+    private PeerIdentity _serverIdentity = null!;
+    private PeerIdentity _clientIdentity = null!;
+    private PeerNode _server = null!;
+    private PeerNode _client = null!;
+    private Socket _listener = null!;
+
+    public SecureSession Session { get; private set; } = null!;
+
+    public SecureSession Accepted { get; private set; } = null!;
+
+    public Socket TcpClient { get; private set; } = null!;
+
+    public Socket TcpServer { get; private set; } = null!;
+
+    public SslStream TlsClient { get; private set; } = null!;
+
+    public SslStream TlsServer { get; private set; } = null!;
+
+    public async Task OpenAsync()
+    {
+        _serverIdentity = PeerIdentity.Generate();
+        _clientIdentity = PeerIdentity.Generate();
+        _server = await new PeerNodeBuilder(_serverIdentity).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
+        _client = await new PeerNodeBuilder(_clientIdentity).StartAsync();
+        Session = await _client.ConnectAsync(_server.LocalEndPoints[0], _server.PeerId);
+        Accepted = (await _server.AcceptAsync())!;
+        _listener = Loopback.Listen();
+        (Socket tcpClient, Socket tcpServer) = await Loopback.ConnectAsync(_listener);
+        (TcpClient, TcpServer) = (tcpClient, tcpServer);
+        (SslStream tlsClient, SslStream tlsServer) = await Loopback.ConnectTlsAsync(_listener);
+        (TlsClient, TlsServer) = (tlsClient, tlsServer);
+    }
+
+    public async Task CloseAsync()
+    {
+        await _client.DisposeAsync();
+        await _server.DisposeAsync();
+        TcpClient.Dispose();
+        TcpServer.Dispose();
+        await TlsClient.DisposeAsync();
+        await TlsServer.DisposeAsync();
+        _listener.Dispose();
+        _clientIdentity.Dispose();
+        _serverIdentity.Dispose();
+    }
+}
+
 /// <summary>
 /// Throughput over loopback, one connection, sender and receiver in this process: <see cref="Messages"/> messages
 /// sent back to back (pipelined), and the operation ends when the receiver has all of them. One operation is one
@@ -18,16 +68,7 @@ namespace PeerLink.Benchmarks;
 public class SessionThroughputBenchmarks
 {
     private const int Messages = 1000;
-    private PeerIdentity _serverIdentity = null!;
-    private PeerIdentity _clientIdentity = null!;
-    private PeerNode _server = null!;
-    private PeerNode _client = null!;
-    private SecureSession _session = null!;
-    private Socket _listener = null!;
-    private Socket _tcpClient = null!;
-    private Socket _tcpServer = null!;
-    private SslStream _tlsClient = null!;
-    private SslStream _tlsServer = null!;
+    private readonly LoopbackConnections _c = new();
     private byte[] _payload = null!;
     private readonly SemaphoreSlim _peerLinkDone = new(0);
     private readonly SemaphoreSlim _tcpDone = new(0);
@@ -40,12 +81,8 @@ public class SessionThroughputBenchmarks
     public async Task SetupAsync()
     {
         _payload = new byte[MessageSize];
-        _serverIdentity = PeerIdentity.Generate();
-        _clientIdentity = PeerIdentity.Generate();
-        _server = await new PeerNodeBuilder(_serverIdentity).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
-        _client = await new PeerNodeBuilder(_clientIdentity).StartAsync();
-        _session = await _client.ConnectAsync(_server.LocalEndPoints[0], _server.PeerId);
-        SecureSession accepted = (await _server.AcceptAsync())!;
+        await _c.OpenAsync();
+        SecureSession accepted = _c.Accepted;
         _ = Task.Run(async () =>
         {
             int count = 0;
@@ -58,34 +95,19 @@ public class SessionThroughputBenchmarks
                 }
             }
         });
-
-        _listener = Loopback.Listen();
-        (_tcpClient, _tcpServer) = await Loopback.ConnectAsync(_listener);
-        _ = DrainAsync(new NetworkStream(_tcpServer), _tcpDone);
-        (_tlsClient, _tlsServer) = await Loopback.ConnectTlsAsync(_listener);
-        _ = DrainAsync(_tlsServer, _tlsDone);
+        _ = DrainAsync(new NetworkStream(_c.TcpServer), _tcpDone);
+        _ = DrainAsync(_c.TlsServer, _tlsDone);
     }
 
     [GlobalCleanup]
-    public async Task CleanupAsync()
-    {
-        await _client.DisposeAsync();
-        await _server.DisposeAsync();
-        _tcpClient.Dispose();
-        _tcpServer.Dispose();
-        await _tlsClient.DisposeAsync();
-        await _tlsServer.DisposeAsync();
-        _listener.Dispose();
-        _clientIdentity.Dispose();
-        _serverIdentity.Dispose();
-    }
+    public Task CleanupAsync() => _c.CloseAsync();
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Messages)]
     public async Task SslStreamTls13()
     {
         for (int i = 0; i < Messages; i++)
         {
-            await _tlsClient.WriteAsync(_payload);
+            await _c.TlsClient.WriteAsync(_payload);
         }
 
         await _tlsDone.WaitAsync();
@@ -96,7 +118,7 @@ public class SessionThroughputBenchmarks
     {
         for (int i = 0; i < Messages; i++)
         {
-            await _tcpClient.SendAsync(_payload, SocketFlags.None);
+            await _c.TcpClient.SendAsync(_payload, SocketFlags.None);
         }
 
         await _tcpDone.WaitAsync();
@@ -107,7 +129,7 @@ public class SessionThroughputBenchmarks
     {
         for (int i = 0; i < Messages; i++)
         {
-            await _session.SendAsync(_payload);
+            await _c.Session.SendAsync(_payload);
         }
 
         await _peerLinkDone.WaitAsync();
@@ -138,28 +160,15 @@ public class SessionThroughputBenchmarks
 /// </summary>
 public class SessionRoundTripBenchmarks
 {
-    private PeerIdentity _serverIdentity = null!;
-    private PeerIdentity _clientIdentity = null!;
-    private PeerNode _server = null!;
-    private PeerNode _client = null!;
-    private SecureSession _session = null!;
-    private Socket _listener = null!;
-    private Socket _tcpClient = null!;
-    private Socket _tcpServer = null!;
-    private SslStream _tlsClient = null!;
-    private SslStream _tlsServer = null!;
+    private readonly LoopbackConnections _c = new();
     private readonly byte[] _payload = new byte[64];
     private readonly byte[] _reply = new byte[64];
 
     [GlobalSetup]
     public async Task SetupAsync()
     {
-        _serverIdentity = PeerIdentity.Generate();
-        _clientIdentity = PeerIdentity.Generate();
-        _server = await new PeerNodeBuilder(_serverIdentity).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
-        _client = await new PeerNodeBuilder(_clientIdentity).StartAsync();
-        _session = await _client.ConnectAsync(_server.LocalEndPoints[0], _server.PeerId);
-        SecureSession accepted = (await _server.AcceptAsync())!;
+        await _c.OpenAsync();
+        SecureSession accepted = _c.Accepted;
         _ = Task.Run(async () =>
         {
             while (await accepted.ReceiveAsync() is { } message)
@@ -167,51 +176,36 @@ public class SessionRoundTripBenchmarks
                 await accepted.SendAsync(message.Payload);
             }
         });
-
-        _listener = Loopback.Listen();
-        (_tcpClient, _tcpServer) = await Loopback.ConnectAsync(_listener);
-        _ = EchoAsync(new NetworkStream(_tcpServer));
-        (_tlsClient, _tlsServer) = await Loopback.ConnectTlsAsync(_listener);
-        _ = EchoAsync(_tlsServer);
+        _ = EchoAsync(new NetworkStream(_c.TcpServer));
+        _ = EchoAsync(_c.TlsServer);
     }
 
     [GlobalCleanup]
-    public async Task CleanupAsync()
-    {
-        await _client.DisposeAsync();
-        await _server.DisposeAsync();
-        _tcpClient.Dispose();
-        _tcpServer.Dispose();
-        await _tlsClient.DisposeAsync();
-        await _tlsServer.DisposeAsync();
-        _listener.Dispose();
-        _clientIdentity.Dispose();
-        _serverIdentity.Dispose();
-    }
+    public Task CleanupAsync() => _c.CloseAsync();
 
     [Benchmark(Baseline = true)]
     public async Task PlainTcp()
     {
-        await _tcpClient.SendAsync(_payload, SocketFlags.None);
+        await _c.TcpClient.SendAsync(_payload, SocketFlags.None);
         int read = 0;
         while (read < _reply.Length)
         {
-            read += await _tcpClient.ReceiveAsync(_reply.AsMemory(read), SocketFlags.None);
+            read += await _c.TcpClient.ReceiveAsync(_reply.AsMemory(read), SocketFlags.None);
         }
     }
 
     [Benchmark]
     public async Task SslStreamTls13()
     {
-        await _tlsClient.WriteAsync(_payload);
-        await _tlsClient.ReadExactlyAsync(_reply);
+        await _c.TlsClient.WriteAsync(_payload);
+        await _c.TlsClient.ReadExactlyAsync(_reply);
     }
 
     [Benchmark]
     public async Task PeerLinkSession()
     {
-        await _session.SendAsync(_payload);
-        await _session.ReceiveAsync();
+        await _c.Session.SendAsync(_payload);
+        await _c.Session.ReceiveAsync();
     }
 
     private static async Task EchoAsync(System.IO.Stream stream)
