@@ -12,27 +12,17 @@ using Xunit;
 namespace PeerLink.Tests.Sessions;
 
 /// <summary>PeerNode over loopback TCP: connect, accept, refuse, shed, survive bad peers, close everything on dispose.</summary>
-public sealed class PeerNodeTests : IDisposable
+public sealed class PeerNodeTests : PeerIdentities
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
-    private readonly PeerIdentity _alice = PeerIdentity.Generate();
-    private readonly PeerIdentity _bob = PeerIdentity.Generate();
-    private readonly PeerIdentity _mallory = PeerIdentity.Generate();
-
-    public void Dispose()
-    {
-        _alice.Dispose();
-        _bob.Dispose();
-        _mallory.Dispose();
-    }
 
     [Theory]
     [InlineData("127.0.0.1")]
     [InlineData("::1")]
     public async Task TwoNodesTalkOverTcpWithIk(string address)
     {
-        await using PeerNode bob = await new PeerNodeBuilder(_bob).ListenOn(new IPEndPoint(IPAddress.Parse(address), 0)).StartAsync();
-        await using PeerNode alice = await new PeerNodeBuilder(_alice).StartAsync();
+        await using PeerNode bob = await new PeerNodeBuilder(Bob).ListenOn(new IPEndPoint(IPAddress.Parse(address), 0)).StartAsync();
+        await using PeerNode alice = await new PeerNodeBuilder(Alice).StartAsync();
         var bobEndPoint = (IPEndPoint)bob.LocalEndPoints[0];
 
         SecureSession toBob = await alice.ConnectAsync(bobEndPoint, bob.PeerId).WaitAsync(Limit);
@@ -42,7 +32,7 @@ public sealed class PeerNodeTests : IDisposable
 
         Assert.NotEqual(0, bobEndPoint.Port);
         Assert.Equal("Noise_IK_25519_ChaChaPoly_SHA256", toBob.Protocol.Name);
-        Assert.Equal(_alice.PeerId, fromAlice.RemotePeerId);
+        Assert.Equal(Alice.PeerId, fromAlice.RemotePeerId);
         Assert.Equal("motion in the hallway"u8.ToArray(), message!.Value.Payload.ToArray());
         Assert.Equal(bobEndPoint, toBob.RemoteEndPoint);
         Assert.Single(alice.Sessions);
@@ -52,12 +42,12 @@ public sealed class PeerNodeTests : IDisposable
     [Fact]
     public async Task ARefusedPeerDoesNotDisturbTheOthers()
     {
-        await using PeerNode bob = await new PeerNodeBuilder(_bob)
+        await using PeerNode bob = await new PeerNodeBuilder(Bob)
             .ListenOn(new IPEndPoint(IPAddress.Loopback, 0))
-            .Configure(o => o.Session.AllowedPeers = new HashSet<PeerId> { _alice.PeerId })
+            .Configure(o => o.Session.AllowedPeers = new HashSet<PeerId> { Alice.PeerId })
             .StartAsync();
-        await using PeerNode alice = await new PeerNodeBuilder(_alice).StartAsync();
-        await using PeerNode mallory = await new PeerNodeBuilder(_mallory).StartAsync();
+        await using PeerNode alice = await new PeerNodeBuilder(Alice).StartAsync();
+        await using PeerNode mallory = await new PeerNodeBuilder(Mallory).StartAsync();
 
         SecureSession toBob = await alice.ConnectAsync(bob.LocalEndPoints[0], bob.PeerId).WaitAsync(Limit);
         SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
@@ -72,8 +62,8 @@ public sealed class PeerNodeTests : IDisposable
     [Fact]
     public async Task GarbageAndAbruptDisconnectsLeaveTheListenerServing()
     {
-        await using PeerNode bob = await new PeerNodeBuilder(_bob).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
-        await using PeerNode alice = await new PeerNodeBuilder(_alice).StartAsync();
+        await using PeerNode bob = await new PeerNodeBuilder(Bob).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
+        await using PeerNode alice = await new PeerNodeBuilder(Alice).StartAsync();
         var endpoint = (IPEndPoint)bob.LocalEndPoints[0];
 
         // Not PeerLink at all.
@@ -89,7 +79,7 @@ public sealed class PeerNodeTests : IDisposable
         PeerConnection connection = await new TcpPeerConnector().ConnectAsync(endpoint);
         using (var raw = new RawInitiator(connection))
         {
-            await raw.HandshakeAsync(_mallory).WaitAsync(Limit);
+            await raw.HandshakeAsync(Mallory).WaitAsync(Limit);
             await raw.SendPlaintextAsync(RawInitiator.Record(SessionWire.Accept, 0, default));
             SecureSession victim = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
             byte[] framed = await raw.EncryptAsync(RawInitiator.Record(SessionWire.Data, 0, new byte[1000]));
@@ -108,15 +98,15 @@ public sealed class PeerNodeTests : IDisposable
     public async Task AnIkConnectToAChangedKeyFailsOrFallsBackToXxWhenAllowed()
     {
         // The device at this address was reset and has a new identity (Mallory's key) since Alice last saw it as Bob.
-        await using PeerNode device = await new PeerNodeBuilder(_mallory).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
-        await using PeerNode strict = await new PeerNodeBuilder(_alice).StartAsync();
-        await using PeerNode lenient = await new PeerNodeBuilder(_alice).Configure(o => o.Session.FallbackToXX = true).StartAsync();
+        await using PeerNode device = await new PeerNodeBuilder(Mallory).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
+        await using PeerNode strict = await new PeerNodeBuilder(Alice).StartAsync();
+        await using PeerNode lenient = await new PeerNodeBuilder(Alice).Configure(o => o.Session.FallbackToXX = true).StartAsync();
 
-        var mismatch = await Assert.ThrowsAsync<PeerLinkException>(() => strict.ConnectAsync(device.LocalEndPoints[0], _bob.PeerId).WaitAsync(Limit));
-        SecureSession session = await lenient.ConnectAsync(device.LocalEndPoints[0], _bob.PeerId).WaitAsync(Limit);
+        var mismatch = await Assert.ThrowsAsync<PeerLinkException>(() => strict.ConnectAsync(device.LocalEndPoints[0], Bob.PeerId).WaitAsync(Limit));
+        SecureSession session = await lenient.ConnectAsync(device.LocalEndPoints[0], Bob.PeerId).WaitAsync(Limit);
 
         Assert.Equal(PeerLinkError.RemoteKeyMismatch, mismatch.Error);
-        Assert.Equal(_mallory.PeerId, session.RemotePeerId);
+        Assert.Equal(Mallory.PeerId, session.RemotePeerId);
         Assert.Equal("Noise_XX_25519_ChaChaPoly_SHA256", session.Protocol.Name);
     }
 
@@ -124,8 +114,8 @@ public sealed class PeerNodeTests : IDisposable
     public async Task AThousandConcurrentSessionsOnOneNode()
     {
         const int Sessions = 1000;
-        await using PeerNode server = await new PeerNodeBuilder(_bob).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
-        await using PeerNode client = await new PeerNodeBuilder(_alice).StartAsync();
+        await using PeerNode server = await new PeerNodeBuilder(Bob).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
+        await using PeerNode client = await new PeerNodeBuilder(Alice).StartAsync();
         var allAccepted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int accepted = 0;
         Task echo = Task.Run(async () =>
@@ -193,7 +183,7 @@ public sealed class PeerNodeTests : IDisposable
     [Fact]
     public async Task FloodsOfHandshakesAreShedBeyondTheLimit()
     {
-        await using PeerNode server = await new PeerNodeBuilder(_bob)
+        await using PeerNode server = await new PeerNodeBuilder(Bob)
             .ListenOn(new IPEndPoint(IPAddress.Loopback, 0))
             .Configure(o => o.MaxPendingHandshakes = 4)
             .StartAsync();
@@ -246,9 +236,9 @@ public sealed class PeerNodeTests : IDisposable
     [Fact]
     public async Task BadArgumentsAreNamed()
     {
-        await using PeerNode node = await new PeerNodeBuilder(_alice).StartAsync();
+        await using PeerNode node = await new PeerNodeBuilder(Alice).StartAsync();
         Assert.Throws<ArgumentNullException>("identity", () => new PeerNodeBuilder(null!));
         await Assert.ThrowsAsync<ArgumentNullException>("remoteEndPoint", () => node.ConnectAsync(null!));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => new PeerNodeBuilder(_alice).Configure(o => o.MaxSessions = 0).StartAsync());
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => new PeerNodeBuilder(Alice).Configure(o => o.MaxSessions = 0).StartAsync());
     }
 }

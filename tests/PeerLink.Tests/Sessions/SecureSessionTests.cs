@@ -10,17 +10,9 @@ using Xunit;
 namespace PeerLink.Tests.Sessions;
 
 /// <summary>Sessions over in-memory connections: handshakes, messages, close and abort.</summary>
-public sealed class SecureSessionTests : IDisposable
+public sealed class SecureSessionTests : PeerIdentities
 {
     private static readonly TimeSpan Limit = SessionPair.Limit;
-    private readonly PeerIdentity _alice = PeerIdentity.Generate();
-    private readonly PeerIdentity _bob = PeerIdentity.Generate();
-
-    public void Dispose()
-    {
-        _alice.Dispose();
-        _bob.Dispose();
-    }
 
     [Theory]
     [InlineData(false, false, false, "Noise_XX_25519_ChaChaPoly_SHA256")]
@@ -38,7 +30,7 @@ public sealed class SecureSessionTests : IDisposable
             o.PreferAesGcm = aesGcm;
         }
 
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik, Configure, Configure);
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik, Configure, Configure);
 
         await pair.Initiator.SendAsync("ping from alice"u8.ToArray());
         PeerMessage? atBob = await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit);
@@ -49,8 +41,8 @@ public sealed class SecureSessionTests : IDisposable
         Assert.Equal("pong from bob"u8.ToArray(), atAlice!.Value.Payload.ToArray());
         Assert.Equal(protocol, pair.Initiator.Protocol.Name);
         Assert.Equal(protocol, pair.Responder.Protocol.Name);
-        Assert.Equal(_bob.PeerId, pair.Initiator.RemotePeerId);
-        Assert.Equal(_alice.PeerId, pair.Responder.RemotePeerId);
+        Assert.Equal(Bob.PeerId, pair.Initiator.RemotePeerId);
+        Assert.Equal(Alice.PeerId, pair.Responder.RemotePeerId);
         Assert.Equal(pair.Initiator.HandshakeHash.ToArray(), pair.Responder.HandshakeHash.ToArray());
         Assert.True(pair.Initiator.IsInitiator);
         Assert.False(pair.Responder.IsInitiator);
@@ -59,7 +51,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task LargeMessagesAreFragmentedAndReassembled()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true,
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true,
             o => o.MaxMessageSize = 4 * 1024 * 1024, o => o.MaxMessageSize = 4 * 1024 * 1024);
         byte[] big = RandomNumberGenerator.GetBytes(3 * 1024 * 1024 + 17);
         byte[] exact = RandomNumberGenerator.GetBytes(65515);
@@ -83,7 +75,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task AMessageOverTheNegotiatedLimitIsRefusedToTheCaller()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true, o => o.MaxMessageSize = 1 << 20, o => o.MaxMessageSize = 1000);
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true, o => o.MaxMessageSize = 1 << 20, o => o.MaxMessageSize = 1000);
 
         var error = await Assert.ThrowsAsync<ArgumentOutOfRangeException>("message", () => pair.Initiator.SendAsync(new byte[1001]).AsTask());
 
@@ -96,7 +88,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task ManyConcurrentSendersKeepTheirOwnOrder()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true);
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
         const int Senders = 8;
         const int PerSender = 2000;
 
@@ -127,7 +119,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task AGracefulCloseDeliversEverySentMessageFirst()
     {
-        SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: false);
+        SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: false);
         const int Count = 20000;
         for (int i = 0; i < Count; i++)
         {
@@ -154,7 +146,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task AnAbortIsReportedAsAnAbortOnBothSides()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true);
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
         await pair.Initiator.SendAsync(new byte[10]);
         Assert.NotNull(await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit));
 
@@ -170,7 +162,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task RequestsGetTheirResponses()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true);
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
         Task server = Task.Run(async () =>
         {
             await foreach (PeerMessage request in pair.Responder.ReadAllAsync())
@@ -196,7 +188,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task ARequestWithoutResponseTimesOut()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true, o => o.RequestTimeout = TimeSpan.FromMilliseconds(300));
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true, o => o.RequestTimeout = TimeSpan.FromMilliseconds(300));
 
         var error = await Assert.ThrowsAsync<PeerLinkException>(() => pair.Initiator.RequestAsync(new byte[] { 1 }).WaitAsync(Limit));
 
@@ -207,7 +199,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task PingMeasuresARoundTrip()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true);
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
 
         TimeSpan rtt = await pair.Initiator.PingAsync().WaitAsync(Limit);
 
@@ -217,7 +209,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task BothDirectionsRekeyOnTheirMessageBudgetAndKeepWorking()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true, o => o.RekeyAfterMessages = 5, o => o.RekeyAfterMessages = 7);
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true, o => o.RekeyAfterMessages = 5, o => o.RekeyAfterMessages = 7);
 
         for (int i = 0; i < 40; i++)
         {
@@ -236,7 +228,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task ASenderFailsFastWhenThePeerDoesNotReadAndFailModeIsSet()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true,
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true,
             o =>
             {
                 o.MaxSendQueueBytes = 64 * 1024;
@@ -271,7 +263,7 @@ public sealed class SecureSessionTests : IDisposable
     [Fact]
     public async Task ASenderWaitsWhileThePeerDoesNotReadAndResumesWhenItDoes()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(_alice, _bob, ik: true, o => o.MaxSendQueueBytes = 64 * 1024, o => o.MaxReceiveQueueBytes = 64 * 1024);
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true, o => o.MaxSendQueueBytes = 64 * 1024, o => o.MaxReceiveQueueBytes = 64 * 1024);
         byte[] chunk = new byte[8 * 1024];
         int sent = 0;
         Task sender = Task.Run(async () =>

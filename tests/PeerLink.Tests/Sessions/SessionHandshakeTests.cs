@@ -9,30 +9,20 @@ using Xunit;
 namespace PeerLink.Tests.Sessions;
 
 /// <summary>Handshakes that must fail, and how each side learns why.</summary>
-public sealed class SessionHandshakeTests : IDisposable
+public sealed class SessionHandshakeTests : PeerIdentities
 {
     private static readonly TimeSpan Limit = SessionPair.Limit;
-    private readonly PeerIdentity _alice = PeerIdentity.Generate();
-    private readonly PeerIdentity _bob = PeerIdentity.Generate();
-    private readonly PeerIdentity _mallory = PeerIdentity.Generate();
-
-    public void Dispose()
-    {
-        _alice.Dispose();
-        _bob.Dispose();
-        _mallory.Dispose();
-    }
 
     [Fact]
     public async Task IkToAPeerWhoseKeyChangedFailsWithAClearError()
     {
         // Alice expects Bob's old key; the device at the other end now has Mallory's.
         (PeerLinkException initiator, PeerLinkException responder) = await FailBothAsync(
-            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(_alice), _bob.PeerId),
-            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(_mallory)));
+            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(Alice), Bob.PeerId),
+            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(Mallory)));
 
         Assert.Equal(PeerLinkError.RemoteKeyMismatch, initiator.Error);
-        Assert.Contains(_bob.PeerId.ToFingerprint(), initiator.Message, StringComparison.Ordinal);
+        Assert.Contains(Bob.PeerId.ToFingerprint(), initiator.Message, StringComparison.Ordinal);
         Assert.Equal(PeerLinkError.RemoteKeyMismatch, responder.Error);
     }
 
@@ -42,8 +32,8 @@ public sealed class SessionHandshakeTests : IDisposable
     public async Task ARefusedPeerLearnsOnlyThatItWasRefused(bool ik)
     {
         (PeerLinkException initiator, PeerLinkException responder) = await FailBothAsync(
-            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(_mallory), ik ? _bob.PeerId : null),
-            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(_bob, o => o.AllowedPeers = new HashSet<PeerId> { _alice.PeerId })));
+            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(Mallory), ik ? Bob.PeerId : null),
+            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(Bob, o => o.AllowedPeers = new HashSet<PeerId> { Alice.PeerId })));
 
         Assert.Equal(PeerLinkError.PeerRefused, initiator.Error);
         Assert.Equal("The peer refused the session.", initiator.Message);
@@ -54,7 +44,7 @@ public sealed class SessionHandshakeTests : IDisposable
     public async Task TheAuthorizationCallbackDecidesAndAThrowingOneRefuses()
     {
         var asked = new List<PeerId>();
-        SecureSessionOptions Responder(bool allow) => SessionPair.Options(_bob, o => o.Authorize = (peer, _) =>
+        SecureSessionOptions Responder(bool allow) => SessionPair.Options(Bob, o => o.Authorize = (peer, _) =>
         {
             asked.Add(peer);
             return allow ? ValueTask.FromResult(true) : throw new InvalidOperationException("the callback failed");
@@ -62,13 +52,13 @@ public sealed class SessionHandshakeTests : IDisposable
 
         (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
         Task<SecureSession> accept = SecureSession.AcceptAsync(b, Responder(allow: true));
-        await using SecureSession session = await SecureSession.ConnectAsync(a, SessionPair.Options(_alice), _bob.PeerId).WaitAsync(Limit);
+        await using SecureSession session = await SecureSession.ConnectAsync(a, SessionPair.Options(Alice), Bob.PeerId).WaitAsync(Limit);
         await using SecureSession accepted = await accept.WaitAsync(Limit);
         (PeerLinkException refused, _) = await FailBothAsync(
-            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(_alice), _bob.PeerId),
+            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(Alice), Bob.PeerId),
             connection => SecureSession.AcceptAsync(connection, Responder(allow: false)));
 
-        Assert.Equal([_alice.PeerId, _alice.PeerId], asked);
+        Assert.Equal([Alice.PeerId, Alice.PeerId], asked);
         Assert.Equal(PeerLinkError.PeerRefused, refused.Error);
     }
 
@@ -76,11 +66,11 @@ public sealed class SessionHandshakeTests : IDisposable
     public async Task TheInitiatorAuthorizesAnXxResponderToo()
     {
         (PeerLinkException initiator, PeerLinkException responder) = await FailBothAsync(
-            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(_alice, o => o.AllowedPeers = new HashSet<PeerId> { _bob.PeerId })),
-            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(_mallory)));
+            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(Alice, o => o.AllowedPeers = new HashSet<PeerId> { Bob.PeerId })),
+            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(Mallory)));
 
         Assert.Equal(PeerLinkError.PeerRefused, initiator.Error);
-        Assert.Contains(_mallory.PeerId.ToFingerprint(), initiator.Message, StringComparison.Ordinal);
+        Assert.Contains(Mallory.PeerId.ToFingerprint(), initiator.Message, StringComparison.Ordinal);
         Assert.Equal(PeerLinkError.ConnectionReset, responder.Error);   // the initiator hangs up before its last message
     }
 
@@ -93,8 +83,8 @@ public sealed class SessionHandshakeTests : IDisposable
         byte[] key = RandomNumberGenerator.GetBytes(32);
         byte[] otherKey = RandomNumberGenerator.GetBytes(32);
         (PeerLinkException initiator, PeerLinkException responder) = await FailBothAsync(
-            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(_alice, o => o.NetworkKey = initiatorHasKey ? key : null), _bob.PeerId),
-            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(_bob, o => o.NetworkKey = responderHasKey ? (initiatorHasKey ? otherKey : key) : null)));
+            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(Alice, o => o.NetworkKey = initiatorHasKey ? key : null), Bob.PeerId),
+            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(Bob, o => o.NetworkKey = responderHasKey ? (initiatorHasKey ? otherKey : key) : null)));
 
         Assert.Equal(initiatorError, initiator.Error);
         Assert.Equal(responderError, responder.Error);
@@ -104,8 +94,8 @@ public sealed class SessionHandshakeTests : IDisposable
     public async Task DifferentApplicationsRefuseEachOther()
     {
         (PeerLinkException initiator, PeerLinkException responder) = await FailBothAsync(
-            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(_alice, o => o.ApplicationId = "thermostat"), _bob.PeerId),
-            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(_bob, o => o.ApplicationId = "doorbell")));
+            connection => SecureSession.ConnectAsync(connection, SessionPair.Options(Alice, o => o.ApplicationId = "thermostat"), Bob.PeerId),
+            connection => SecureSession.AcceptAsync(connection, SessionPair.Options(Bob, o => o.ApplicationId = "doorbell")));
 
         Assert.Equal(PeerLinkError.PeerRefused, initiator.Error);
         Assert.Equal(PeerLinkError.PeerRefused, responder.Error);
@@ -115,7 +105,7 @@ public sealed class SessionHandshakeTests : IDisposable
     public async Task AGarbagePreambleIsAProtocolViolation()
     {
         (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
-        Task<SecureSession> accept = SecureSession.AcceptAsync(b, SessionPair.Options(_bob));
+        Task<SecureSession> accept = SecureSession.AcceptAsync(b, SessionPair.Options(Bob));
         await a.Transport.Output.WriteAsync("GET / HTTP/1.1\r\n\r\n"u8.ToArray());
 
         var error = await Assert.ThrowsAsync<PeerLinkException>(() => accept.WaitAsync(Limit));
@@ -129,7 +119,7 @@ public sealed class SessionHandshakeTests : IDisposable
     public async Task ASilentPeerHitsTheHandshakeTimeout()
     {
         (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
-        Task<SecureSession> accept = SecureSession.AcceptAsync(b, SessionPair.Options(_bob, o => o.HandshakeTimeout = TimeSpan.FromMilliseconds(300)));
+        Task<SecureSession> accept = SecureSession.AcceptAsync(b, SessionPair.Options(Bob, o => o.HandshakeTimeout = TimeSpan.FromMilliseconds(300)));
         await a.Transport.Output.WriteAsync(new byte[] { (byte)'P', (byte)'L', (byte)'N', (byte)'K', 1, 1, 0xFF, 0xFF });   // then a 65535-byte message that never comes
 
         var error = await Assert.ThrowsAsync<PeerLinkException>(() => accept.WaitAsync(Limit));
@@ -144,7 +134,7 @@ public sealed class SessionHandshakeTests : IDisposable
         foreach (byte[] preamble in new[] { new byte[] { 80, 76, 78, 75, 2, 1 }, new byte[] { 80, 76, 78, 75, 1, 9 } })
         {
             (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
-            Task<SecureSession> accept = SecureSession.AcceptAsync(b, SessionPair.Options(_bob));
+            Task<SecureSession> accept = SecureSession.AcceptAsync(b, SessionPair.Options(Bob));
             await a.Transport.Output.WriteAsync(preamble);
 
             var error = await Assert.ThrowsAsync<PeerLinkException>(() => accept.WaitAsync(Limit));
@@ -159,10 +149,10 @@ public sealed class SessionHandshakeTests : IDisposable
     {
         (PeerConnection a, _) = PeerConnection.CreatePair();
         await Assert.ThrowsAsync<ArgumentException>("options", () => SecureSession.ConnectAsync(a, new SecureSessionOptions()));
-        await Assert.ThrowsAsync<ArgumentException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(_alice, o => o.NetworkKey = new byte[16])));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(_alice, o => o.IdleTimeout = o.KeepAliveInterval)));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(_alice, o => o.MaxMessageSize = 0)));
-        await Assert.ThrowsAsync<ArgumentNullException>("connection", () => SecureSession.AcceptAsync(null!, SessionPair.Options(_alice)));
+        await Assert.ThrowsAsync<ArgumentException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(Alice, o => o.NetworkKey = new byte[16])));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(Alice, o => o.IdleTimeout = o.KeepAliveInterval)));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(Alice, o => o.MaxMessageSize = 0)));
+        await Assert.ThrowsAsync<ArgumentNullException>("connection", () => SecureSession.AcceptAsync(null!, SessionPair.Options(Alice)));
     }
 
     private static async Task<(PeerLinkException Initiator, PeerLinkException Responder)> FailBothAsync(

@@ -10,22 +10,14 @@ namespace PeerLink.Tests.Sessions;
 /// A hand-driven initiator sends what a real peer never would. Each case must end that session with the right
 /// <see cref="PeerLinkException"/> code, without a crash or a hang, and after delivering what came before intact.
 /// </summary>
-public sealed class SessionHostileInputTests : IDisposable
+public sealed class SessionHostileInputTests : PeerIdentities
 {
     private static readonly TimeSpan Limit = SessionPair.Limit;
-    private readonly PeerIdentity _mallory = PeerIdentity.Generate();
-    private readonly PeerIdentity _bob = PeerIdentity.Generate();
-
-    public void Dispose()
-    {
-        _mallory.Dispose();
-        _bob.Dispose();
-    }
 
     [Fact]
     public async Task AnAlteredMessageFailsAuthentication()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob);
         await h.SendAlteredAsync(RawInitiator.Record(SessionWire.Data, 0, "hello"u8));
 
         PeerLinkException error = await h.FailureAsync();
@@ -36,7 +28,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task AReplayedMessageFailsAuthenticationAfterTheOriginalIsDelivered()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob);
         byte[] sent = await h.Raw.SendPlaintextAsync(RawInitiator.Record(SessionWire.Data, 0, "once"u8));
         await h.Raw.Output.WriteAsync(sent);   // the same bytes again
 
@@ -50,7 +42,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task ReorderedMessagesFailAuthentication()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob);
         byte[] one = await h.Raw.EncryptAsync(RawInitiator.Record(SessionWire.Data, 0, "1"u8));
         byte[] two = await h.Raw.EncryptAsync(RawInitiator.Record(SessionWire.Data, 0, "2"u8));
         await h.Raw.Output.WriteAsync(two);
@@ -68,7 +60,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [InlineData(new byte[] { 0x01, 0x02, 0x00, 0x02, 0x00, 0x01 }, "without its id")]
     public async Task MalformedRecordsAreProtocolViolations(byte[] plaintext, string reason)
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob);
         await h.Raw.SendPlaintextAsync(plaintext);
 
         PeerLinkException error = await h.FailureAsync();
@@ -80,7 +72,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task IgnorableUnknownRecordsAreSkipped()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob);
         await h.Raw.SendPlaintextAsync([.. RawInitiator.Record(0xC3, 0, "future"u8), .. RawInitiator.Record(SessionWire.Data, 0, "now"u8)]);
 
         PeerMessage? message = await h.Session.ReceiveAsync().AsTask().WaitAsync(Limit);
@@ -91,7 +83,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task AMessageOverTheLimitClosesTheSessionWithoutBufferingIt()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob, o => o.MaxMessageSize = 100_000);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob, o => o.MaxMessageSize = 100_000);
         byte[] chunk = new byte[60_000];
         await h.Raw.SendPlaintextAsync(RawInitiator.Record(SessionWire.Data, SessionWire.More, chunk));
         await h.Raw.SendPlaintextAsync(RawInitiator.Record(SessionWire.Data, SessionWire.More, chunk));
@@ -107,7 +99,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task AMessageShorterThanItsTagIsAProtocolViolation()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob);
         await h.Raw.WriteFrameAsync(new byte[5]);
 
         Assert.Equal(PeerLinkError.ProtocolViolation, (await h.FailureAsync()).Error);
@@ -116,7 +108,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task AConnectionCutMidMessageIsTruncation()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob);
         byte[] framed = await h.Raw.EncryptAsync(RawInitiator.Record(SessionWire.Data, 0, new byte[500]));
         await h.Raw.Output.WriteAsync(framed.AsMemory(0, 200));
         await h.Raw.Output.CompleteAsync();
@@ -129,7 +121,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task AnythingAfterCloseIsAProtocolViolation()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob);
+        await using Harness h = await Harness.StartAsync(Mallory, Bob);
         await h.Raw.SendPlaintextAsync([.. RawInitiator.Record(SessionWire.Close, 0, [0]), .. RawInitiator.Record(SessionWire.Data, 0, "late"u8)]);
 
         PeerLinkException error = await h.FailureAsync();
@@ -141,7 +133,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task ASilentPeerIsDeclaredDeadAfterTheIdleTimeout()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob, o =>
+        await using Harness h = await Harness.StartAsync(Mallory, Bob, o =>
         {
             o.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
             o.IdleTimeout = TimeSpan.FromMilliseconds(600);
@@ -157,7 +149,7 @@ public sealed class SessionHostileInputTests : IDisposable
     [Fact]
     public async Task APeerThatAnswersPingsStaysAlive()
     {
-        await using Harness h = await Harness.StartAsync(_mallory, _bob, o =>
+        await using Harness h = await Harness.StartAsync(Mallory, Bob, o =>
         {
             o.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
             o.IdleTimeout = TimeSpan.FromMilliseconds(1500);
