@@ -69,4 +69,7 @@ public enum PeerLinkError
 
     /// <summary>A request got no response within its timeout.</summary>
     RequestTimeout = 21,
+
+    /// <summary>No component of the node (such as mDNS discovery) knows where the peer is, or none of its addresses answered.</summary>
+    PeerNotFound = 22,
 }

@@ -31,11 +31,13 @@ public sealed class PeerNode : IAsyncDisposable
     private readonly ConcurrentDictionary<SecureSession, byte> _sessions = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task[] _acceptLoops;
+    private readonly IReadOnlyList<IPeerNodeComponent> _components;
     private int _pendingHandshakes;
     private int _disposed;
 
-    internal PeerNode(PeerIdentity identity, PeerNodeOptions options, SecureSessionOptions sessionOptions, IReadOnlyList<IPeerListener> listeners, IPeerConnector connector, ILoggerFactory loggerFactory)
+    internal PeerNode(PeerIdentity identity, PeerNodeOptions options, SecureSessionOptions sessionOptions, IReadOnlyList<IPeerListener> listeners, IPeerConnector connector, IReadOnlyList<IPeerNodeComponent> components, ILoggerFactory loggerFactory)
     {
+        _components = components;
         _identity = identity;
         _options = options;
         _sessionOptions = sessionOptions;
@@ -50,8 +52,14 @@ public sealed class PeerNode : IAsyncDisposable
     /// <summary>This node's PeerId.</summary>
     public PeerId PeerId => _identity.PeerId;
 
+    /// <summary>The application id that sessions must share (<see cref="SecureSessionOptions.ApplicationId"/>); discovery advertises it.</summary>
+    public string ApplicationId => _sessionOptions.ApplicationId;
+
     /// <summary>The bound endpoints of the listeners, with their real ports.</summary>
     public IReadOnlyList<EndPoint> LocalEndPoints => _listeners.Select(l => l.LocalEndPoint).ToArray();
+
+    /// <summary>The components that extension packages added (see <see cref="PeerNodeBuilder.AddComponent"/>).</summary>
+    public IReadOnlyList<IPeerNodeComponent> Components => _components;
 
     /// <summary>The sessions open now, incoming and outgoing.</summary>
     public IReadOnlyCollection<SecureSession> Sessions => _sessions.Keys.ToArray();
@@ -86,6 +94,49 @@ public sealed class PeerNode : IAsyncDisposable
         Track(session);
         return session;
     }
+
+    /// <summary>
+    /// Opens an IK session to a peer known only by its PeerId: the node's locators (such as mDNS discovery) say where it
+    /// is, and each endpoint is tried in turn until one completes the handshake.
+    /// </summary>
+    /// <param name="peer">The peer.</param>
+    /// <param name="cancellationToken">Cancels the lookup, connects and handshake.</param>
+    /// <returns>The session.</returns>
+    /// <exception cref="PeerLinkException"><see cref="PeerLinkError.PeerNotFound"/> when no locator knows the peer; otherwise the last endpoint's failure.</exception>
+    public async Task<SecureSession> ConnectAsync(PeerId peer, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var endPoints = new List<EndPoint>();
+        foreach (IPeerLocator locator in _components.OfType<IPeerLocator>())
+        {
+            endPoints.AddRange(await locator.LocateAsync(peer, cancellationToken).ConfigureAwait(false));
+        }
+
+        if (endPoints.Count == 0)
+        {
+            throw new PeerLinkException(PeerLinkError.PeerNotFound, $"No component of this node knows where peer {peer.ToFingerprint()} is.");
+        }
+
+        PeerLinkException? last = null;
+        foreach (EndPoint endPoint in endPoints)
+        {
+            try
+            {
+                return await ConnectAsync(endPoint, peer, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PeerLinkException e) when (e.Error is PeerLinkError.ConnectionRefused or PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted or PeerLinkError.HandshakeTimeout)
+            {
+                last = e;   // try the next address
+            }
+        }
+
+        throw new PeerLinkException(PeerLinkError.PeerNotFound, $"None of the {endPoints.Count} endpoint(s) of peer {peer.ToFingerprint()} answered: {last!.Message}", last);
+    }
+
+    /// <summary>The first component of type <typeparamref name="T"/>, or null.</summary>
+    /// <typeparam name="T">The component type (for example the discovery of PeerLink.Discovery).</typeparam>
+    public T? GetComponent<T>()
+        where T : class => _components.OfType<T>().FirstOrDefault();
 
     /// <summary>The next incoming session (authenticated and authorized), or null once the node is disposed.</summary>
     /// <param name="cancellationToken">Cancels the wait.</param>
@@ -123,6 +174,18 @@ public sealed class PeerNode : IAsyncDisposable
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
+        foreach (IPeerNodeComponent component in _components.Reverse())
+        {
+            try
+            {
+                await component.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                NodeLog.ComponentFailed(_logger, component.GetType().Name, e);
+            }
+        }
+
         foreach (IPeerListener listener in _listeners)
         {
             await listener.DisposeAsync().ConfigureAwait(false);

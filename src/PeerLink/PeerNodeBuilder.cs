@@ -54,6 +54,7 @@ public sealed class PeerNodeBuilder
     private readonly List<IPEndPoint> _tcpEndPoints = [];
     private readonly List<IPeerListener> _listeners = [];
     private readonly List<Func<IPeerConnector, IPeerConnector>> _connectorDecorators = [];
+    private readonly List<IPeerNodeComponent> _components = [];
     private readonly PeerNodeOptions _options = new();
 
     /// <summary>A builder for a node with this identity.</summary>
@@ -103,6 +104,16 @@ public sealed class PeerNodeBuilder
         return this;
     }
 
+    /// <summary>Adds a component (discovery, NAT traversal) that the node starts after binding and disposes before closing its sessions.</summary>
+    /// <param name="component">The component; the node owns and disposes it.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="component"/> is null.</exception>
+    public PeerNodeBuilder AddComponent(IPeerNodeComponent component)
+    {
+        ArgumentNullException.ThrowIfNull(component);
+        _components.Add(component);
+        return this;
+    }
+
     /// <summary>Changes the node's options.</summary>
     /// <param name="configure">Called once with the options.</param>
     /// <exception cref="ArgumentNullException"><paramref name="configure"/> is null.</exception>
@@ -116,8 +127,8 @@ public sealed class PeerNodeBuilder
     /// <summary>Validates the options, binds the listeners and starts accepting.</summary>
     /// <param name="cancellationToken">Cancels the start.</param>
     /// <exception cref="ArgumentException">The options are inconsistent; the message says how.</exception>
-    /// <exception cref="PeerLinkException">A listener could not be bound.</exception>
-    public Task<PeerNode> StartAsync(CancellationToken cancellationToken = default)
+    /// <exception cref="PeerLinkException">A listener could not be bound, or a component could not start.</exception>
+    public async Task<PeerNode> StartAsync(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
         _options.Validate("options");
@@ -147,9 +158,22 @@ public sealed class PeerNodeBuilder
             connector = decorate(connector);
         }
 
-        var node = new PeerNode(Identity, _options, session, listeners, connector, LoggerFactory);
+        var node = new PeerNode(Identity, _options, session, listeners, connector, [.. _components], LoggerFactory);
+        try
+        {
+            foreach (IPeerNodeComponent component in _components)
+            {
+                await component.StartAsync(node, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
         NodeLog.Started(LoggerFactory.CreateLogger<PeerNode>(), Identity.PeerId.ToFingerprint(), listeners.Count);
-        return Task.FromResult(node);
+        return node;
     }
 }
 
@@ -167,4 +191,7 @@ internal static partial class NodeLog
 
     [LoggerMessage(1504, LogLevel.Error, "The accept loop of {EndPoint} failed; it no longer accepts.", EventName = "AcceptLoopFailed")]
     public static partial void AcceptLoopFailed(ILogger logger, EndPoint endPoint, Exception exception);
+
+    [LoggerMessage(1505, LogLevel.Warning, "The node component {Component} failed while stopping.", EventName = "ComponentFailed")]
+    public static partial void ComponentFailed(ILogger logger, string component, Exception exception);
 }

@@ -111,12 +111,16 @@ internal sealed class MdnsTestNetwork
 {
     private readonly List<Member> _members = [];
 
-    public MdnsTestNetwork(int mtu = 1500)
+    public MdnsTestNetwork(int mtu = 1500, bool realTime = false)
     {
         Mtu = mtu;
+        Time = realTime ? TimeProvider.System : Clock;
     }
 
     public ManualClock Clock { get; } = new();
+
+    /// <summary>The clock the nodes use: <see cref="Clock"/>, or the system's for tests that run in real time.</summary>
+    public TimeProvider Time { get; }
 
     public int Mtu { get; }
 
@@ -126,8 +130,12 @@ internal sealed class MdnsTestNetwork
     public ServiceDiscovery Node(string address, string hostName, int seed = 1)
     {
         var member = new Member(this, IPAddress.Parse(address));
-        _members.Add(member);
-        return ServiceDiscovery.Start(member, new MdnsOptions { HostName = hostName, TimeProvider = Clock }, new Random(seed), NullLogger.Instance);
+        lock (_members)
+        {
+            _members.Add(member);
+        }
+
+        return ServiceDiscovery.Start(member, new MdnsOptions { HostName = hostName, TimeProvider = Time }, new Random(seed), NullLogger.Instance);
     }
 
     /// <summary>A raw endpoint for hand-made packets; its received packets are in <see cref="Packets"/>.</summary>
@@ -167,9 +175,15 @@ internal sealed class MdnsTestNetwork
         public void SendFrom(byte[] packet, int sourcePort, IPEndPoint? destination)
         {
             Assert.True(packet.Length <= network.Mtu - 48 || packet.Length <= MdnsPackets.MaxPacketSize, "packet too large");
-            network.Packets.Add(new Sent(network.Clock.Elapsed, Address, sourcePort, destination, packet));
+            Member[] members;
+            lock (network._members)
+            {
+                network.Packets.Add(new Sent(network.Clock.Elapsed, Address, sourcePort, destination, packet));
+                members = [.. network._members];
+            }
+
             var source = new IPEndPoint(Address, sourcePort);
-            foreach (Member member in network._members.ToList())
+            foreach (Member member in members)
             {
                 if (destination is null || member.Address.Equals(destination.Address))
                 {
@@ -180,7 +194,11 @@ internal sealed class MdnsTestNetwork
 
         public System.Threading.Tasks.ValueTask DisposeAsync()
         {
-            network._members.Remove(this);
+            lock (network._members)
+            {
+                network._members.Remove(this);
+            }
+
             return default;
         }
     }
