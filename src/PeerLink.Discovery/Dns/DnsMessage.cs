@@ -104,6 +104,12 @@ internal sealed class DnsMessage
             error = e.Message;
             return false;
         }
+        catch (ArgumentException e)
+        {
+            // A value the record types refuse; the codec checks first, so this is a second line of defence.
+            error = "A record's data is invalid: " + e.Message;
+            return false;
+        }
     }
 
     private static DnsMessage Parse(ReadOnlySpan<byte> packet)

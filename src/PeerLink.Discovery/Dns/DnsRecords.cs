@@ -98,7 +98,8 @@ internal sealed record DnsAddressRecord : DnsRecord
             throw new ArgumentException("An address record holds an IPv4 or IPv6 address.", nameof(address));
         }
 
-        Address = address;
+        // The scope (interface index) of a link-local address is not part of the record.
+        Address = address.AddressFamily == AddressFamily.InterNetworkV6 && address.ScopeId != 0 ? new IPAddress(address.GetAddressBytes()) : address;
     }
 
     public IPAddress Address { get; }

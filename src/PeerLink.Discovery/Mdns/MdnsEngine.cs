@@ -189,7 +189,15 @@ internal sealed class MdnsEngine : IAsyncDisposable
             if (!item.Cancelled)
             {
                 item.Cancelled = true;
-                item.Action();
+                try
+                {
+                    item.Action();
+                }
+                catch (Exception e)
+                {
+                    // One failed timer must not stop the others (or leave the timer unarmed).
+                    MdnsLog.WorkFailed(_logger, e);
+                }
             }
         }
 

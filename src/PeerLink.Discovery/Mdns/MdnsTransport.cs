@@ -187,7 +187,7 @@ internal sealed class UdpMdnsTransport : IMdnsTransport
             {
                 socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.PacketInformation, true);
                 socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastTimeToLive, 255);
-                socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.IpTimeToLive, 255);
+                socket.Ttl = 255;
                 socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastLoopback, true);
                 socket.Bind(new IPEndPoint(IPAddress.Any, Port));
             }
@@ -196,7 +196,7 @@ internal sealed class UdpMdnsTransport : IMdnsTransport
                 socket.DualMode = false;
                 socket.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.PacketInformation, true);
                 socket.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.MulticastTimeToLive, 255);
-                socket.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.HopLimit, 255);
+                socket.Ttl = 255;
                 socket.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.MulticastLoopback, true);
                 socket.Bind(new IPEndPoint(IPAddress.IPv6Any, Port));
             }

@@ -3,6 +3,7 @@ using System.Net;
 using System.Text.Json;
 using System.Threading.Tasks;
 using PeerLink.Nat;
+using PeerLink.Tests.MdnsLab;
 
 namespace PeerLink.Tests.NatLab;
 
@@ -59,8 +60,14 @@ public static class LabHelper
                     }));
                     return 0;
 
+                case "mdns-advertise":
+                case "mdns-browse":
+                case "peer-node":
+                case "peer-connect":
+                    return await MdnsLabHelper.RunAsync(args);
+
                 default:
-                    Console.Error.WriteLine("usage: PeerLink.Tests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS]");
+                    Console.Error.WriteLine("usage: PeerLink.Tests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS] | " + MdnsLabHelper.Usage);
                     return 2;
             }
         }

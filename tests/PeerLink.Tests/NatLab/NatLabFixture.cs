@@ -94,42 +94,13 @@ internal sealed class NatLabFixture : IAsyncDisposable
 
     private static string Script => Path.Combine(AppContext.BaseDirectory, "natlab.sh");
 
-    private static string HelperAssembly => typeof(LabHelper).Assembly.Location;
+    private static string HelperAssembly => LabProcess.HelperAssembly;
 
-    private static string DotnetHost
-    {
-        get
-        {
-            string candidate = Path.GetFullPath(Path.Combine(RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", "dotnet"));
-            return File.Exists(candidate) ? candidate : "dotnet";
-        }
-    }
+    private static string DotnetHost => LabProcess.DotnetHost;
 
-    private static async Task<(int Exit, string Output, string Error)> RunAsync(string file, string[] args, Dictionary<string, string> environment)
-    {
-        using var process = Process.Start(Start(file, args, environment, redirectInput: false))!;
-        Task<string> output = process.StandardOutput.ReadToEndAsync();
-        Task<string> error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await output, await error);
-    }
+    private static Task<(int Exit, string Output, string Error)> RunAsync(string file, string[] args, Dictionary<string, string> environment) => LabProcess.RunAsync(file, args, environment);
 
-    private static ProcessStartInfo Start(string file, string[] args, Dictionary<string, string> environment, bool redirectInput)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectInput, UseShellExecute = false };
-        foreach (string arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        foreach ((string key, string value) in environment)
-        {
-            info.Environment[key] = value;
-        }
-
-        return info;
-    }
+    private static ProcessStartInfo Start(string file, string[] args, Dictionary<string, string> environment, bool redirectInput) => LabProcess.Start(file, args, environment, redirectInput);
 
     private static string? FindUnavailableReason()
     {
@@ -156,6 +127,47 @@ internal sealed class NatLabFixture : IAsyncDisposable
 
     [DllImport("libc", EntryPoint = "geteuid")]
     private static extern uint Geteuid();
+}
+
+/// <summary>Runs processes for the laboratories: this assembly's <see cref="LabHelper"/> and the lab scripts.</summary>
+internal static class LabProcess
+{
+    public static string HelperAssembly => typeof(LabHelper).Assembly.Location;
+
+    public static string DotnetHost
+    {
+        get
+        {
+            string candidate = Path.GetFullPath(Path.Combine(RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", "dotnet"));
+            return File.Exists(candidate) ? candidate : "dotnet";
+        }
+    }
+
+    public static async Task<(int Exit, string Output, string Error)> RunAsync(string file, string[] args, Dictionary<string, string> environment)
+    {
+        using var process = Process.Start(Start(file, args, environment, redirectInput: false))!;
+        Task<string> output = process.StandardOutput.ReadToEndAsync();
+        Task<string> error = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await output, await error);
+    }
+
+    public static ProcessStartInfo Start(string file, string[] args, Dictionary<string, string> environment, bool redirectInput)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectInput, UseShellExecute = false };
+        foreach (string arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        foreach ((string key, string value) in environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        return info;
+    }
 }
 
 /// <summary>A theory that needs the NAT laboratory: skipped, with the reason, where it cannot run.</summary>
