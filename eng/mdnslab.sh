@@ -6,6 +6,7 @@
 #   MDNSLAB_PREFIX=pl1-  eng/mdnslab.sh up N          create hosts h1..hN and the switch
 #   MDNSLAB_PREFIX=pl1-  eng/mdnslab.sh avahi I       start dbus-daemon and avahi-daemon (host name avahi-I) in host I;
 #                                                     prints the D-Bus address for avahi-browse/avahi-publish
+#   MDNSLAB_PREFIX=pl1-  eng/mdnslab.sh avahi-stop I  stop host I's avahi-daemon and dbus-daemon
 #   MDNSLAB_PREFIX=pl1-  eng/mdnslab.sh link I up|down take host I's interface up or down
 #   MDNSLAB_PREFIX=pl1-  eng/mdnslab.sh down          kill everything started in the lab and delete it
 #
@@ -97,6 +98,22 @@ CONF
   return 1
 }
 
+avahi_stop() {
+  local dir="$STATE/avahi-$1"
+  for f in avahi.pid dbus.pid; do
+    [ -f "$dir/$f" ] && kill "$(cat "$dir/$f")" 2>/dev/null || true
+  done
+  # avahi-daemon runs under `ip netns exec sh -c`: kill what is left in that host by name.
+  for pid in $(ip netns pids "$(host "$1")" 2>/dev/null || true); do
+    case "$(cat /proc/"$pid"/comm 2>/dev/null)" in avahi-daemon|dbus-daemon) kill "$pid" 2>/dev/null || true ;; esac
+  done
+  for _ in $(seq 1 50); do
+    ip netns pids "$(host "$1")" | while read -r pid; do cat /proc/"$pid"/comm; done 2>/dev/null | grep -qE 'avahi-daemon|dbus-daemon' || break
+    sleep 0.1
+  done
+  rm -f "$dir/bus"
+}
+
 link() { ip -n "$(host "$1")" link set eth0 "$2"; }
 
 down() {
@@ -115,7 +132,8 @@ shift || true
 case "$cmd" in
   up) up "${1:-2}" ;;
   avahi) avahi "$1" ;;
+  avahi-stop) avahi_stop "$1" ;;
   link) link "$1" "$2" ;;
   down) down ;;
-  *) echo "usage: $0 up N | avahi I | link I up|down | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up N | avahi I | avahi-stop I | link I up|down | down" >&2; exit 2 ;;
 esac

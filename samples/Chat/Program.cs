@@ -1,23 +1,30 @@
 // A two-peer chat over an encrypted, mutually authenticated PeerLink session.
 //
-//   dotnet run --project samples/Chat -- listen [--port N]              prints its PeerId and port, waits for peers
+//   dotnet run --project samples/Chat -- listen [--port N] [--lan]      prints its PeerId and port, waits for peers;
+//                                                                       --lan also advertises it over mDNS
 //   dotnet run --project samples/Chat -- connect 127.0.0.1:PORT --peer ID   opens a one-round-trip Noise IK session
-//   dotnet run --project samples/Chat -- demo                           both in one process, over loopback TCP
+//   dotnet run --project samples/Chat -- find [--name NAME]             finds a peer over mDNS (no address needed) and
+//                                                                       connects to it by its PeerId
+//   dotnet run --project samples/Chat -- demo                           both in one process: the sensor discovers the
+//                                                                       light over mDNS on the loopback interface
 //
+// mDNS is opt-in (--lan, find) because it multicasts on the LAN; --interface IF limits it to one interface.
 // Lines typed go to the other side. Ctrl+C (or end of input when connecting) closes the sessions cleanly.
 // Each role keeps its identity in a file (--identity PATH; default under the user's local application data).
 using System;
 using System.IO;
+using System.Linq;
 using System.Net;
 using System.Runtime.InteropServices;
 using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using PeerLink;
+using PeerLink.Discovery;
 using PeerLink.Samples.Chat;
 using PeerLink.Sessions;
 
-if (args.Length == 0 || args[0] is not ("listen" or "connect" or "demo"))
+if (args.Length == 0 || args[0] is not ("listen" or "connect" or "find" or "demo"))
 {
     return Usage();
 }
@@ -26,6 +33,9 @@ string mode = args[0];
 string? endpointText = null;
 string? peerText = null;
 string? identityPath = null;
+string? nameWanted = null;
+string? interfaceName = null;
+bool lan = false;
 int port = 0;
 for (int i = 1; i < args.Length; i++)
 {
@@ -36,6 +46,15 @@ for (int i = 1; i < args.Length; i++)
             break;
         case "--identity" when i + 1 < args.Length:
             identityPath = args[++i];
+            break;
+        case "--name" when i + 1 < args.Length:
+            nameWanted = args[++i];
+            break;
+        case "--interface" when i + 1 < args.Length:
+            interfaceName = args[++i];
+            break;
+        case "--lan":
+            lan = true;
             break;
         case "--port" when i + 1 < args.Length && int.TryParse(args[i + 1], out int p) && p is >= 0 and <= 65535:
             port = p;
@@ -72,7 +91,9 @@ try
     switch (mode)
     {
         case "listen":
-            return await ListenAsync(LoadIdentity(identityPath, "listen"), port, loggerFactory, stop.Token);
+            return await ListenAsync(LoadIdentity(identityPath, "listen"), port, lan ? Mdns(interfaceName) : null, loggerFactory, stop.Token);
+        case "find":
+            return await FindAsync(LoadIdentity(identityPath, "find"), nameWanted, Mdns(interfaceName), loggerFactory, stop.Token);
         case "connect":
             if (endpointText is null || peerText is null || !IPEndPoint.TryParse(endpointText, out IPEndPoint? endpoint) || !PeerId.TryParse(peerText, out PeerId peer, out string? why))
             {
@@ -80,7 +101,7 @@ try
                 return 2;
             }
 
-            return await ConnectAsync(LoadIdentity(identityPath, "connect"), endpoint, peer, loggerFactory, stop.Token);
+            return await ChatAsync(LoadIdentity(identityPath, "connect"), node => node.ConnectAsync(endpoint, peer, stop.Token), null, loggerFactory, stop.Token);
         default:
             return await DemoAsync(loggerFactory);
     }
@@ -91,15 +112,35 @@ catch (PeerLinkException e)
     return 1;
 }
 
-static async Task<int> ListenAsync(PeerIdentity identity, int port, ILoggerFactory loggerFactory, CancellationToken stop)
+// mDNS options: every LAN interface, or the one named.
+static Action<PeerDiscoveryOptions> Mdns(string? interfaceName) => o =>
+{
+    o.InstanceName = $"Chat on {Environment.MachineName}";
+    if (interfaceName is not null)
+    {
+        o.Mdns.Interfaces.Add(interfaceName);
+    }
+};
+
+static async Task<int> ListenAsync(PeerIdentity identity, int port, Action<PeerDiscoveryOptions>? mdns, ILoggerFactory loggerFactory, CancellationToken stop)
 {
     using (identity)
     {
-        await using PeerNode node = await new PeerNodeBuilder(identity, loggerFactory).ListenOn(new IPEndPoint(IPAddress.Any, port)).StartAsync(stop);
+        PeerNodeBuilder builder = new PeerNodeBuilder(identity, loggerFactory).ListenOn(new IPEndPoint(IPAddress.Any, port));
+        if (mdns is not null)
+        {
+            builder.UseMdnsDiscovery(mdns);
+        }
+
+        await using PeerNode node = await builder.StartAsync(stop);
         var local = (IPEndPoint)node.LocalEndPoints[0];
         Console.WriteLine($"PeerId {node.PeerId}");
         Console.WriteLine($"listening on port {local.Port}");
         Console.WriteLine($"from another terminal: dotnet run --project samples/Chat -- connect 127.0.0.1:{local.Port} --peer {node.PeerId}");
+        if (mdns is not null)
+        {
+            Console.WriteLine($"advertised over mDNS as \"{node.GetDiscovery().InstanceName}\": on the LAN, dotnet run --project samples/Chat -- find");
+        }
 
         // Console input blocks a thread; keep it off the accept loop.
         Task typing = Task.Run(() => TypeLinesAsync(node, stop), CancellationToken.None);
@@ -121,12 +162,53 @@ static async Task<int> ListenAsync(PeerIdentity identity, int port, ILoggerFacto
     return 0;
 }
 
-static async Task<int> ConnectAsync(PeerIdentity identity, IPEndPoint endpoint, PeerId peer, ILoggerFactory loggerFactory, CancellationToken stop)
+// Finds a peer over mDNS (the first, or the one with that instance name) and chats with it: no address needed.
+static Task<int> FindAsync(PeerIdentity identity, string? name, Action<PeerDiscoveryOptions> mdns, ILoggerFactory loggerFactory, CancellationToken stop) =>
+    ChatAsync(
+        identity,
+        async node =>
+        {
+            Console.WriteLine(name is null ? "* looking for a peer on the LAN…" : $"* looking for \"{name}\" on the LAN…");
+            await foreach (PeerDiscoveryEvent e in node.GetDiscovery().WatchAsync(stop))
+            {
+                if (e.Kind == ServiceEventKind.Found && (name is null || e.Peer.Instance.InstanceName == name))
+                {
+                    Console.WriteLine($"* found {e.Peer}");
+                    return await node.ConnectAsync(e.Peer.PeerId, stop);
+                }
+            }
+
+            throw new OperationCanceledException(stop);
+        },
+        o =>
+        {
+            mdns(o);
+            o.Advertise = false;
+        },
+        loggerFactory,
+        stop);
+
+static async Task<int> ChatAsync(PeerIdentity identity, Func<PeerNode, Task<SecureSession>> open, Action<PeerDiscoveryOptions>? mdns, ILoggerFactory loggerFactory, CancellationToken stop)
 {
     using (identity)
     {
-        await using PeerNode node = await new PeerNodeBuilder(identity, loggerFactory).StartAsync(stop);
-        SecureSession session = await node.ConnectAsync(endpoint, peer, stop);
+        PeerNodeBuilder builder = new PeerNodeBuilder(identity, loggerFactory);
+        if (mdns is not null)
+        {
+            builder.UseMdnsDiscovery(mdns);
+        }
+
+        await using PeerNode node = await builder.StartAsync(stop);
+        SecureSession session;
+        try
+        {
+            session = await open(node);
+        }
+        catch (OperationCanceledException)
+        {
+            return 1;
+        }
+
         Console.WriteLine($"* connected to {Name(session)} over {session.Protocol.Name}; type lines, Ctrl+C to leave");
         Task printing = PrintLinesAsync(session, stop);
 
@@ -148,17 +230,36 @@ static async Task<int> ConnectAsync(PeerIdentity identity, IPEndPoint endpoint, 
     return 0;
 }
 
-// The whole chat in one process: a listener and a connector on loopback, three lines each way, then a clean close.
+// The whole chat in one process: the sensor finds the light over mDNS, restricted to the loopback interface so that
+// nothing reaches the LAN, connects by PeerId alone (IK), three lines each way, then a clean close.
 static async Task<int> DemoAsync(ILoggerFactory loggerFactory)
 {
     using PeerIdentity lightIdentity = PeerIdentity.Generate();
     using PeerIdentity sensorIdentity = PeerIdentity.Generate();
-    await using PeerNode light = await new PeerNodeBuilder(lightIdentity, loggerFactory).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
-    await using PeerNode sensor = await new PeerNodeBuilder(sensorIdentity, loggerFactory).StartAsync();
-    Console.WriteLine($"light  {light.PeerId} on {light.LocalEndPoints[0]}");
+    await using PeerNode light = await new PeerNodeBuilder(lightIdentity, loggerFactory)
+        .ListenOn(new IPEndPoint(IPAddress.Loopback, 0))
+        .UseMdnsDiscovery(o =>
+        {
+            o.InstanceName = "Hallway light";
+            o.Mdns.Interfaces.Add(LoopbackInterface());
+        })
+        .StartAsync();
+    await using PeerNode sensor = await new PeerNodeBuilder(sensorIdentity, loggerFactory)
+        .UseMdnsDiscovery(o =>
+        {
+            o.Advertise = false;
+            o.Mdns.Interfaces.Add(LoopbackInterface());
+        })
+        .StartAsync();
+    Console.WriteLine($"light  {light.PeerId} on {light.LocalEndPoints[0]}, advertised as \"{light.GetDiscovery().InstanceName}\"");
     Console.WriteLine($"sensor {sensor.PeerId}");
 
-    SecureSession toLight = await sensor.ConnectAsync(light.LocalEndPoints[0], light.PeerId);
+    using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+    var clock = System.Diagnostics.Stopwatch.StartNew();
+    DiscoveredPeer found = await sensor.GetDiscovery().WaitForPeerAsync(light.PeerId, timeout.Token);
+    Console.WriteLine($"sensor discovered \"{found.Instance.InstanceName}\" at {string.Join(", ", found.EndPoints)} in {clock.ElapsedMilliseconds} ms");
+
+    SecureSession toLight = await sensor.ConnectAsync(light.PeerId, timeout.Token);
     SecureSession fromSensor = (await light.AcceptAsync())!;
     Console.WriteLine($"session: {toLight.Protocol.Name}, both sides authenticated: {toLight.RemotePeerId == light.PeerId && fromSensor.RemotePeerId == sensor.PeerId}");
 
@@ -227,6 +328,10 @@ static async Task PrintLinesAsync(SecureSession session, CancellationToken stop)
 
 static string Name(SecureSession session) => session.RemotePeerId.ToFingerprint();
 
+static string LoopbackInterface() =>
+    System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+        .First(n => n.NetworkInterfaceType == System.Net.NetworkInformation.NetworkInterfaceType.Loopback).Name;
+
 static PeerIdentity LoadIdentity(string? path, string role)
 {
     path ??= Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "peerlink", $"chat-{role}.key");
@@ -236,8 +341,9 @@ static PeerIdentity LoadIdentity(string? path, string role)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: Chat listen [--port N] [--identity PATH]");
+    Console.Error.WriteLine("usage: Chat listen [--port N] [--identity PATH] [--lan [--interface IF]]");
     Console.Error.WriteLine("       Chat connect ADDRESS:PORT --peer PEERID [--identity PATH]");
+    Console.Error.WriteLine("       Chat find [--name NAME] [--interface IF] [--identity PATH]");
     Console.Error.WriteLine("       Chat demo");
     return 2;
 }

@@ -291,12 +291,14 @@ public sealed class PeerDiscovery : IPeerNodeComponent, IPeerLocator
             return;
         }
 
-        await _stop.CancelAsync().ConfigureAwait(false);
-        await _browsing.ConfigureAwait(false);
+        // The goodbye first: other peers drop this node as early as possible.
         if (_registration is not null)
         {
             await _registration.DisposeAsync().ConfigureAwait(false);
         }
+
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _browsing.ConfigureAwait(false);
 
         if (_discovery is not null)
         {

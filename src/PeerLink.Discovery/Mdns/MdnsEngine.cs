@@ -462,7 +462,8 @@ internal sealed class MdnsEngine : IAsyncDisposable
 
                 string key = record.Name.Key + "|" + record.Type;
                 bool recentlyMulticast = link.LastMulticast.TryGetValue(key, out TimeSpan last) && Now - last < TimeSpan.FromSeconds(record.Ttl / 4.0);
-                if (legacy || (question.UnicastResponse && recentlyMulticast))
+                // With TC set, more known answers follow (§7.2): answer only after the wait, like a QM question.
+                if (legacy || (question.UnicastResponse && recentlyMulticast && !query.IsTruncated))
                 {
                     AddOnce(unicast, record);
                 }
@@ -892,7 +893,10 @@ internal sealed class MdnsEngine : IAsyncDisposable
             return;
         }
 
-        SendQuery([query.Question], ignoreKnownAnswersOf: null);
+        // §5.4: the first query asks for unicast answers (QU), so that responders that announced a moment ago answer
+        // at once instead of waiting out their one-second multicast limit.
+        SendQuery([query.Sent == 0 ? query.Question with { UnicastResponse = true } : query.Question], ignoreKnownAnswersOf: null);
+        query.Sent++;
         query.Timer = Schedule(query.Interval, () => QueryStep(query));
         query.Interval = TimeSpan.FromTicks(Math.Min(query.Interval.Ticks * 2, TimeSpan.FromMinutes(60).Ticks));
     }
@@ -984,6 +988,8 @@ internal sealed class ContinuousQuery(DnsQuestion question, bool continuous, Fun
     public bool Continuous { get; } = continuous;
 
     public TimeSpan Interval { get; set; }
+
+    public int Sent { get; set; }
 
     public MdnsEngine.Scheduled? Timer { get; set; }
 

@@ -54,7 +54,7 @@ internal static class MdnsLabHelper
                 await using ServiceDiscovery mdns = await ServiceDiscovery.StartAsync(loggerFactory: s_logging);
                 int count = int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture);
                 using var timeout = new CancellationTokenSource(int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));
-                Console.WriteLine("ready");
+                Console.WriteLine($"ready {JsonSerializer.Serialize(new { unixMs = UnixMs() })}");
                 var clock = Stopwatch.StartNew();
                 int found = 0;
                 try
@@ -71,6 +71,7 @@ internal static class MdnsLabHelper
                             addresses = e.Instance.Addresses.Select(a => a.ToString()).ToArray(),
                             properties = e.Instance.Properties,
                             ms = clock.Elapsed.TotalMilliseconds,
+                            unixMs = UnixMs(),
                         }));
                         if (e.Kind == ServiceEventKind.Found && ++found == count)
                         {
@@ -90,11 +91,12 @@ internal static class MdnsLabHelper
                 // A node that advertises itself and echoes every message of every session.
                 using PeerIdentity identity = PeerIdentity.Generate();
                 var clock = Stopwatch.StartNew();
+                double startUnixMs = UnixMs();
                 await using PeerNode node = await new PeerNodeBuilder(identity, s_logging)
                     .ListenOn(new IPEndPoint(IPAddress.Any, 0))
                     .UseMdnsDiscovery(o => o.InstanceName = args[1])
                     .StartAsync();
-                Console.WriteLine($"ready {JsonSerializer.Serialize(new { peer = node.PeerId.ToString(), port = ((IPEndPoint)node.LocalEndPoints[0]).Port, name = node.GetDiscovery().InstanceName, ms = clock.ElapsedMilliseconds })}");
+                Console.WriteLine($"ready {JsonSerializer.Serialize(new { peer = node.PeerId.ToString(), port = ((IPEndPoint)node.LocalEndPoints[0]).Port, name = node.GetDiscovery().InstanceName, ms = clock.ElapsedMilliseconds, startUnixMs })}");
                 Task echo = Task.Run(async () =>
                 {
                     await foreach (SecureSession session in node.AcceptAllAsync())
@@ -115,6 +117,7 @@ internal static class MdnsLabHelper
                     }
                 });
                 await WaitForStdinCloseAsync();
+                Console.WriteLine(JsonSerializer.Serialize(new { stoppingUnixMs = UnixMs() }));
                 return 0;
             }
 
@@ -149,6 +152,8 @@ internal static class MdnsLabHelper
                 return 2;
         }
     }
+
+    private static double UnixMs() => (DateTime.UtcNow - DateTime.UnixEpoch).TotalMilliseconds;
 
     private static async Task WaitForStdinCloseAsync()
     {

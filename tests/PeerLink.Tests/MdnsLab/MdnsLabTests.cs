@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Text.Json;
 using System.Threading.Tasks;
+using PeerLink.Tests.NatLab;
 using Xunit;
 
 namespace PeerLink.Tests.MdnsLab;
@@ -64,6 +65,25 @@ public sealed class MdnsLabTests
         Assert.True(DateTime.UtcNow - stopped < TimeSpan.FromSeconds(5), "the goodbye, not the TTL, removed it");
     }
 
+    [MdnsLabFact]
+    public async Task An_interface_that_comes_up_later_is_used_and_the_service_announced_on_it()
+    {
+        await using MdnsLabFixture lab = await MdnsLabFixture.UpAsync(2);
+        (int down, _, string error) = await LabProcess.RunAsync("bash", [System.IO.Path.Combine(AppContext.BaseDirectory, "mdnslab.sh"), "link", "1", "down"], new() { ["MDNSLAB_PREFIX"] = lab.Prefix });
+        Assert.True(down == 0, error);
+        await lab.StartHelperAsync(1, "mdns-advertise", "Late Lamp", "_peerlink._tcp", "4242");   // no interface yet
+        (var browser, _) = await lab.StartHelperAsync(2, "mdns-browse", "_peerlink._tcp", "20000", "1");
+
+        (int up, _, error) = await LabProcess.RunAsync("bash", [System.IO.Path.Combine(AppContext.BaseDirectory, "mdnslab.sh"), "link", "1", "up"], new() { ["MDNSLAB_PREFIX"] = lab.Prefix });
+        Assert.True(up == 0, error);
+
+        string? line = await browser.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(15));
+        JsonElement found = Json(line!);
+        Assert.Equal("Found", found.GetProperty("kind").GetString());
+        Assert.Equal("Late Lamp", found.GetProperty("name").GetString());
+        Assert.Contains("10.77.0.1", found.GetProperty("addresses").EnumerateArray().Select(a => a.GetString()));
+    }
+
     [MdnsLabFact(avahi: true)]
     public async Task Avahi_browses_and_resolves_a_PeerLink_service_with_its_txt()
     {
@@ -92,15 +112,22 @@ public sealed class MdnsLabTests
         await lab.StartAvahiAsync(2);
         await lab.StartAvahiToolAsync(2, "Established", "avahi-publish", "--service", "Avahi Printer", "_ipp._tcp", "631", "rp=printers/lab", "color=T", "duplex");
 
-        (int exit, string output, string error) = await lab.RunHelperAsync(1, "mdns-browse", "_ipp._tcp", "10000", "1");
+        (var browser, _) = await lab.StartHelperAsync(1, "mdns-browse", "_ipp._tcp", "20000", "99");
 
-        Assert.True(exit == 0, error);
-        JsonElement found = Assert.Single(Events(output));
-        Assert.Equal("Found", found.GetProperty("kind").GetString());
+        // Avahi answers over IPv4 and IPv6 in separate packets: the instance is Found with the first address and
+        // Updated when the other arrives. Follow it until the IPv4 address is there.
+        JsonElement first = Json((await browser.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)))!);
+        Assert.Equal("Found", first.GetProperty("kind").GetString());
+        JsonElement found = first;
+        while (!found.GetProperty("addresses").EnumerateArray().Any(a => a.GetString() == "10.77.0.2"))
+        {
+            found = Json((await browser.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)))!);
+            Assert.Equal("Updated", found.GetProperty("kind").GetString());
+        }
+
         Assert.Equal("Avahi Printer", found.GetProperty("name").GetString());
         Assert.Equal("avahi-2.local", found.GetProperty("host").GetString());
         Assert.Equal(631, found.GetProperty("port").GetInt32());
-        Assert.Contains("10.77.0.2", found.GetProperty("addresses").EnumerateArray().Select(a => a.GetString()));
         JsonElement properties = found.GetProperty("properties");
         Assert.Equal("printers/lab", properties.GetProperty("rp").GetString());
         Assert.Equal("T", properties.GetProperty("color").GetString());
