@@ -107,6 +107,54 @@ public sealed class MdnsEngineTests
     }
 
     [Fact]
+    public async Task Subtypes_are_browsable_and_instances_resolvable_by_name()
+    {
+        var net = new MdnsTestNetwork();
+        await using ServiceDiscovery a = net.Node("10.0.0.1", "host-a", seed: 1);
+        ServiceProfile printer = Profile("Colour Printer", ("rp", "lab"));
+        printer.Subtypes.Add("_color");
+        await AdvertiseAsync(net, a, printer);
+        await AdvertiseAsync(net, a, Profile("Plain Printer"));
+        net.Clock.Advance(TimeSpan.FromSeconds(2));
+        await using ServiceDiscovery b = net.Node("10.0.0.2", "host-b", seed: 2);
+        net.Clock.Advance(TimeSpan.FromSeconds(3));
+
+        // Resolve one instance by name: SRV, TXT and the address, asked for directly.
+        Task<ServiceInstance> resolving = b.ResolveAsync("Colour Printer", "_peerlink._tcp");
+        net.Clock.Advance(TimeSpan.FromMilliseconds(300));
+        ServiceInstance resolved = await resolving.WaitAsync(Timeout);
+        Assert.Equal(4242, resolved.Port);
+        Assert.Equal("lab", resolved.Properties["rp"]);
+        Assert.Equal([IPAddress.Parse("10.0.0.1")], resolved.Addresses);
+
+        // A subtype browse sees only the instance that has the subtype.
+        using var stop = new CancellationTokenSource();
+        await using IAsyncEnumerator<ServiceEvent> browse = b.BrowseAsync("_color._sub._peerlink._tcp", stop.Token).GetAsyncEnumerator();
+        ValueTask<bool> next = browse.MoveNextAsync();
+        net.Clock.Advance(TimeSpan.FromSeconds(3));
+        Assert.True(await next.AsTask().WaitAsync(Timeout));
+        Assert.Equal("Colour Printer", browse.Current.Instance.InstanceName);
+        next = browse.MoveNextAsync();
+        net.Clock.Advance(TimeSpan.FromSeconds(5));
+        Assert.False(next.IsCompleted, "the plain printer has no _color subtype");
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => next.AsTask().WaitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task Resolving_an_absent_instance_ends_with_the_callers_cancellation()
+    {
+        var net = new MdnsTestNetwork();
+        await using ServiceDiscovery b = net.Node("10.0.0.2", "host-b", seed: 2);
+        using var cancel = new CancellationTokenSource();
+        Task<ServiceInstance> resolving = b.ResolveAsync("Nobody", "_peerlink._tcp", cancel.Token);
+        net.Clock.Advance(TimeSpan.FromSeconds(10));
+        Assert.False(resolving.IsCompleted);
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => resolving.WaitAsync(Timeout));
+    }
+
+    [Fact]
     public async Task Browse_queries_back_off_from_one_second_doubling_and_carry_known_answers()
     {
         var net = new MdnsTestNetwork();

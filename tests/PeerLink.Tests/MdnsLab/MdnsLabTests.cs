@@ -134,6 +134,24 @@ public sealed class MdnsLabTests
         Assert.Equal(JsonValueKind.Null, properties.GetProperty("duplex").ValueKind);
     }
 
+    [MdnsLabFact(avahi: true)]
+    public async Task PeerLink_and_avahi_share_port_5353_on_one_host()
+    {
+        await using MdnsLabFixture lab = await MdnsLabFixture.UpAsync(1);
+        await lab.StartAvahiAsync(1);
+        await lab.StartAvahiToolAsync(1, "Established", "avahi-publish", "--service", "Same Host Avahi", "_http._tcp", "8080");
+        await lab.StartHelperAsync(1, "mdns-advertise", "Same Host PeerLink", "_http._tcp", "9090");
+
+        // PeerLink, bound to 5353 beside avahi-daemon, sees avahi's service; avahi sees PeerLink's (multicast loopback).
+        (int exit, string output, string error) = await lab.RunHelperAsync(1, "mdns-browse", "_http._tcp", "10000", "2");
+        Assert.True(exit == 0, error);
+        Assert.Equal(["Same Host Avahi", "Same Host PeerLink"], Events(output).Where(e => e.GetProperty("kind").GetString() == "Found").Select(e => e.GetProperty("name").GetString()).Order());
+
+        (exit, output, error) = await lab.RunAvahiToolAsync(1, "avahi-browse", "--resolve", "--parsable", "--terminate", "_http._tcp");
+        Assert.True(exit == 0, error);
+        Assert.Contains(output.Split('\n'), l => l.StartsWith("=;eth0;IPv4;Same\\032Host\\032PeerLink;", StringComparison.Ordinal) && l.Contains(";10.77.0.1;9090;", StringComparison.Ordinal));
+    }
+
     private static JsonElement Json(string line) => JsonDocument.Parse(line).RootElement.Clone();
 
     private static List<JsonElement> Events(string output) =>
