@@ -294,30 +294,27 @@ internal sealed class UdpMdnsTransport : IMdnsTransport
 
     private void Membership(MdnsLink link, bool join)
     {
-        try
+        SocketOptionName change = join ? SocketOptionName.AddMembership : SocketOptionName.DropMembership;
+        if (_v4 is not null && link.HasIPv4)
         {
-            if (_v4 is not null && link.HasIPv4)
-            {
-                var option = new MulticastOption(GroupV4, link.Index);
-                _v4.SetSocketOption(SocketOptionLevel.IP, join ? SocketOptionName.AddMembership : SocketOptionName.DropMembership, option);
-            }
-        }
-        catch (SocketException e)
-        {
-            MdnsLog.MembershipFailed(_logger, link.Name, "IPv4", e.SocketErrorCode.ToString());
+            SetMembership(_v4, SocketOptionLevel.IP, change, new MulticastOption(GroupV4, link.Index), link, "IPv4");
         }
 
+        if (_v6 is not null && link.HasIPv6)
+        {
+            SetMembership(_v6, SocketOptionLevel.IPv6, change, new IPv6MulticastOption(GroupV6, link.Index), link, "IPv6");
+        }
+    }
+
+    private void SetMembership(Socket socket, SocketOptionLevel level, SocketOptionName change, object option, MdnsLink link, string family)
+    {
         try
         {
-            if (_v6 is not null && link.HasIPv6)
-            {
-                var option = new IPv6MulticastOption(GroupV6, link.Index);
-                _v6.SetSocketOption(SocketOptionLevel.IPv6, join ? SocketOptionName.AddMembership : SocketOptionName.DropMembership, option);
-            }
+            socket.SetSocketOption(level, change, option);
         }
         catch (SocketException e)
         {
-            MdnsLog.MembershipFailed(_logger, link.Name, "IPv6", e.SocketErrorCode.ToString());
+            MdnsLog.MembershipFailed(_logger, link.Name, family, e.SocketErrorCode.ToString());
         }
     }
 
