@@ -11,6 +11,7 @@ namespace PeerLink.Sessions;
 /// channel when idle (an empty queue holds no array), and waiting allocates nothing: the reader's wait is one reusable
 /// value-task source.
 /// </summary>
+/// <remarks>A waiting reader is resumed on the thread pool, never on the receive loop's thread.</remarks>
 internal sealed class Inbox : IValueTaskSource<bool>
 {
     private readonly object _gate = new();
@@ -87,15 +88,15 @@ internal sealed class Inbox : IValueTaskSource<bool>
         }
     }
 
-    /// <summary>Waits until a message or the end is available. One waiter at a time.</summary>
-    public async ValueTask WaitAsync(CancellationToken cancellationToken)
+    /// <summary>Waits until a message or the end is available. One waiter at a time. Allocates nothing without a token.</summary>
+    public ValueTask<bool> WaitAsync(CancellationToken cancellationToken)
     {
         ValueTask<bool> wait;
         lock (_gate)
         {
             if (_queue.Count > 0 || _completed)
             {
-                return;
+                return new ValueTask<bool>(true);
             }
 
             if (_waiting)
@@ -108,14 +109,13 @@ internal sealed class Inbox : IValueTaskSource<bool>
             wait = new ValueTask<bool>(this, _waiter.Version);
         }
 
-        if (!cancellationToken.CanBeCanceled)
-        {
-            await wait.ConfigureAwait(false);
-            return;
-        }
+        return cancellationToken.CanBeCanceled ? WaitWithTokenAsync(wait, cancellationToken) : wait;
+    }
 
+    private async ValueTask<bool> WaitWithTokenAsync(ValueTask<bool> wait, CancellationToken cancellationToken)
+    {
         using CancellationTokenRegistration registration = cancellationToken.UnsafeRegister(static (state, token) => ((Inbox)state!).Cancel(token), this);
-        await wait.ConfigureAwait(false);
+        return await wait.ConfigureAwait(false);
     }
 
     /// <summary>Removes everything still queued (on dispose).</summary>

@@ -58,6 +58,7 @@ public sealed class SecureSession : IAsyncDisposable
     private long _bytesSinceRekey;
     private long _keyCreatedAt;
     private long _lastFlushEndedAt;
+    private bool _receivedSinceFlush;   // the application took a message since the last flush ended
 
     // Sends closer together than this after the previous flush are treated as a stream and coalesced.
     private static readonly TimeSpan InlineFlushGap = TimeSpan.FromMicroseconds(50);
@@ -230,24 +231,42 @@ public sealed class SecureSession : IAsyncDisposable
     /// <param name="cancellationToken">Cancels the wait.</param>
     /// <exception cref="PeerLinkException">The session was aborted or failed (the code says why).</exception>
     /// <remarks>The previous message's payload is released by this call; see <see cref="PeerMessage"/>.</remarks>
-    public async ValueTask<PeerMessage?> ReceiveAsync(CancellationToken cancellationToken = default)
+    public ValueTask<PeerMessage?> ReceiveAsync(CancellationToken cancellationToken = default)
     {
         ReleaseLastDelivered();
+        return TryReceive(out PeerMessage? message) ? new ValueTask<PeerMessage?>(message) : WaitAndReceiveAsync(cancellationToken);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<PeerMessage?> WaitAndReceiveAsync(CancellationToken cancellationToken)
+    {
         while (true)
         {
-            if (_inbox.TryRead(out PeerMessage message, out Exception? error, out bool ended))
+            await _inbox.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (TryReceive(out PeerMessage? message))
             {
-                OnDelivered(message);
                 return message;
             }
-
-            if (ended)
-            {
-                return error is PeerLinkException inner ? throw new PeerLinkException(inner.Error, inner.Message, inner) : null;
-            }
-
-            await _inbox.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>True with the next message, or with null at a graceful end; throws at a failed end; false to wait.</summary>
+    private bool TryReceive(out PeerMessage? received)
+    {
+        if (_inbox.TryRead(out PeerMessage message, out Exception? error, out bool ended))
+        {
+            OnDelivered(message);
+            received = message;
+            return true;
+        }
+
+        received = null;
+        if (ended && error is PeerLinkException inner)
+        {
+            throw new PeerLinkException(inner.Error, inner.Message, inner);
+        }
+
+        return ended;
     }
 
     /// <summary>All messages until the peer closes; see <see cref="PeerMessage"/> for how long each payload stays valid.</summary>
@@ -389,7 +408,26 @@ public sealed class SecureSession : IAsyncDisposable
     }
 
     /// <summary>Each side's first record, before any data.</summary>
-    internal void SendAccept() => EnqueueControl(SessionWire.Accept, default);
+    /// <summary>Queues ACCEPT and flushes it on this thread, with whatever the handshake left in the pipe (no thread hop).</summary>
+    internal void SendAccept()
+    {
+        bool flush;
+        lock (_sendGate)
+        {
+            if (_failure is not null || _closeSent || _sendBroken)
+            {
+                return;
+            }
+
+            AppendControl(SessionWire.Accept, default);
+            flush = ClaimFlush();
+        }
+
+        if (flush)
+        {
+            _ = FlushLoopAsync();
+        }
+    }
 
     internal void SendRefusal()
     {
@@ -437,10 +475,11 @@ public sealed class SecureSession : IAsyncDisposable
 
         if (flush)
         {
-            if (_time.GetElapsedTime(Volatile.Read(ref _lastFlushEndedAt)) > InlineFlushGap)
+            if (Volatile.Read(ref _receivedSinceFlush) || _time.GetElapsedTime(Volatile.Read(ref _lastFlushEndedAt)) > InlineFlushGap)
             {
-                // A lone message (nothing flushed just now): encrypt and hand it to the transport on this thread, with
-                // no thread hop. Sends that arrive meanwhile join the batch that this flush loop picks up next.
+                // A lone message (nothing flushed just now), or an answer to something received since the last flush:
+                // encrypt and hand it to the transport on this thread, with no thread hop. Sends that arrive meanwhile
+                // join the batch that this flush loop picks up next.
                 _ = FlushLoopAsync();
             }
             else
@@ -541,6 +580,7 @@ public sealed class SecureSession : IAsyncDisposable
             }
 
             AppendControl(type, body);
+            ScheduleFlush();
         }
     }
 
@@ -553,7 +593,6 @@ public sealed class SecureSession : IAsyncDisposable
         body.CopyTo(room[SessionWire.RecordHeaderSize..]);
         _batchLength += SessionWire.RecordHeaderSize + body.Length;
         _queuedSendBytes += SessionWire.RecordHeaderSize + body.Length;
-        ScheduleFlush();
     }
 
     /// <summary>Free space in the open batch, at least <paramref name="need"/> bytes; seals the batch when it is too full.</summary>
@@ -613,6 +652,7 @@ public sealed class SecureSession : IAsyncDisposable
             }
 
             AppendControl(SessionWire.Close, body[..(1 + Math.Min(length, 200))]);
+            ScheduleFlush();
             _closeSent = true;
             SessionLog.CloseSent(_logger, _connection.ConnectionId, code);
         }
@@ -710,6 +750,7 @@ public sealed class SecureSession : IAsyncDisposable
                 }
 
                 Volatile.Write(ref _lastFlushEndedAt, _time.GetTimestamp());
+                Volatile.Write(ref _receivedSinceFlush, false);
                 space?.TrySetResult();
                 drained?.TrySetResult();
                 if (completeOutput)
@@ -1153,6 +1194,7 @@ public sealed class SecureSession : IAsyncDisposable
     private void OnDelivered(PeerMessage message)
     {
         _lastDelivered = message.Buffer;
+        Volatile.Write(ref _receivedSinceFlush, true);
         TaskCompletionSource? space = null;
         lock (_receiveGate)
         {

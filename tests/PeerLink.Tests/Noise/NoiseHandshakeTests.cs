@@ -76,6 +76,23 @@ public sealed class NoiseHandshakeTests
     }
 
     [Fact]
+    public void AKeyPairCopyKeepsThePublicKeyAndOutlivesTheOriginal()
+    {
+        NoiseKeyPair original = NoiseKeyPair.Generate();
+        byte[] publicKey = original.PublicKey.ToArray();
+        byte[] privateKey = original.PrivateKey.ToArray();
+
+        using NoiseKeyPair copy = original.Clone();
+        original.Dispose();
+
+        Assert.Equal(publicKey, copy.PublicKey.ToArray());
+        Assert.Equal(privateKey, copy.PrivateKey.ToArray());
+        using NoiseKeyPair derived = NoiseKeyPair.FromPrivateKey(privateKey);
+        Assert.Equal(derived.PublicKey.ToArray(), copy.PublicKey.ToArray());
+        Assert.Throws<ObjectDisposedException>(() => original.PrivateKey.Length);
+    }
+
+    [Fact]
     public void AWrongPskFailsTheHandshake()
     {
         using var pair = new Pair("Noise_XXpsk3_25519_ChaChaPoly_SHA256", responderPsk: RandomNumberGenerator.GetBytes(32));

@@ -160,6 +160,54 @@ public sealed class SecureSessionTests : PeerIdentities
     }
 
     [Fact]
+    public async Task ACancelledReceiveLeavesTheSessionUsable()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
+        using var cancel = new System.Threading.CancellationTokenSource();
+
+        ValueTask<PeerMessage?> waiting = pair.Responder.ReceiveAsync(cancel.Token);
+        Assert.False(waiting.IsCompleted);
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.AsTask().WaitAsync(Limit));
+
+        await pair.Initiator.SendAsync("after the cancel"u8.ToArray());
+        PeerMessage? next = await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit);
+        Assert.Equal("after the cancel"u8.ToArray(), next!.Value.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task OnlyOneReceiveMayWaitAtATime()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
+
+        ValueTask<PeerMessage?> first = pair.Responder.ReceiveAsync();
+        Assert.False(first.IsCompleted);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => pair.Responder.ReceiveAsync().AsTask());
+
+        await pair.Initiator.SendAsync(new byte[] { 42 });
+        PeerMessage? message = await first.AsTask().WaitAsync(Limit);
+        Assert.Equal(new byte[] { 42 }, message!.Value.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task MessagesAlreadyQueuedAreReturnedWithoutWaiting()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
+        for (byte i = 0; i < 3; i++)
+        {
+            await pair.Initiator.SendAsync(new[] { i });
+        }
+
+        Assert.Equal(new byte[] { 0 }, (await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+        await pair.Initiator.PingAsync().WaitAsync(Limit);   // the PONG comes after both remaining messages were queued
+
+        ValueTask<PeerMessage?> second = pair.Responder.ReceiveAsync();
+        Assert.True(second.IsCompleted);
+        Assert.Equal(new byte[] { 1 }, (await second)!.Value.Payload.ToArray());
+        Assert.Equal(new byte[] { 2 }, (await pair.Responder.ReceiveAsync())!.Value.Payload.ToArray());
+    }
+
+    [Fact]
     public async Task RequestsGetTheirResponses()
     {
         await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);

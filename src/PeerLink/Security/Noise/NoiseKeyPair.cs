@@ -47,7 +47,14 @@ internal sealed class NoiseKeyPair : IDisposable
         return pair;
     }
 
-    public NoiseKeyPair Clone() => FromPrivateKey(PrivateKey);
+    /// <summary>A copy with its own private-key array; the public key is copied, not derived again (that is an X25519 operation).</summary>
+    public NoiseKeyPair Clone()
+    {
+        var pair = new NoiseKeyPair();
+        PrivateKey.CopyTo(pair._privateKey);
+        _publicKey.CopyTo(pair._publicKey, 0);
+        return pair;
+    }
 
     public void Dispose()
     {
