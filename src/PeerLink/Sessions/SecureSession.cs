@@ -65,6 +65,7 @@ public sealed class SecureSession : IAsyncDisposable
 
     // Receive side.
     private readonly Inbox _inbox = new();
+    private readonly DeliveryBuffers _deliveryBuffers;
     private readonly object _receiveGate = new();
     private long _queuedReceiveBytes;
     private TaskCompletionSource? _receiveSpace;
@@ -106,6 +107,7 @@ public sealed class SecureSession : IAsyncDisposable
         HandshakeHash = handshakeHash;
         _sendLimit = Math.Min(options.MaxMessageSize, remote.MaxMessageSize);
         _flusher = new FlushWorkItem(this);
+        _deliveryBuffers = new DeliveryBuffers(options.MaxReceiveQueueBytes);
         _keyCreatedAt = _lastReceivedAt = _lastSentAt = _time.GetTimestamp();
         _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, options.KeepAliveInterval / 2, options.KeepAliveInterval / 2);
     }
@@ -393,8 +395,10 @@ public sealed class SecureSession : IAsyncDisposable
         ReleaseLastDelivered();
         foreach (PeerMessage left in _inbox.Drain())
         {
-            ArrayPool<byte>.Shared.Return(left.Buffer);
+            _deliveryBuffers.Return(left.Buffer);
         }
+
+        _deliveryBuffers.Trim();
 
         ReturnReassembly();
         _noise.Dispose();
@@ -407,8 +411,7 @@ public sealed class SecureSession : IAsyncDisposable
         await _accepted.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Each side's first record, before any data.</summary>
-    /// <summary>Queues ACCEPT and flushes it on this thread, with whatever the handshake left in the pipe (no thread hop).</summary>
+    /// <summary>Queues ACCEPT, each side's first record, and flushes it on this thread with whatever the handshake left in the pipe (no thread hop).</summary>
     internal void SendAccept()
     {
         bool flush;
@@ -492,6 +495,7 @@ public sealed class SecureSession : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WaitAndEnqueueAsync(ReadOnlyMemory<byte> message, byte kind, uint requestId, long cost, CancellationToken cancellationToken)
     {
         while (true)
@@ -1127,7 +1131,7 @@ public sealed class SecureSession : IAsyncDisposable
             return;   // a late response to a request that timed out is dropped
         }
 
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(body.Length, 1));
+        byte[] buffer = _deliveryBuffers.Rent(Math.Max(body.Length, 1));
         body.CopyTo(buffer);
         lock (_receiveGate)
         {
@@ -1136,7 +1140,7 @@ public sealed class SecureSession : IAsyncDisposable
 
         if (!_inbox.TryWrite(new PeerMessage(buffer, body.Length, id, isRequest)))
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            _deliveryBuffers.Return(buffer);
         }
     }
 
@@ -1213,7 +1217,7 @@ public sealed class SecureSession : IAsyncDisposable
         byte[]? last = Interlocked.Exchange(ref _lastDelivered, null);
         if (last is not null)
         {
-            ArrayPool<byte>.Shared.Return(last);
+            _deliveryBuffers.Return(last);
         }
     }
 
@@ -1269,6 +1273,11 @@ public sealed class SecureSession : IAsyncDisposable
         if (_time.GetElapsedTime(Volatile.Read(ref _lastSentAt)) >= _options.KeepAliveInterval)
         {
             EnqueueControl(SessionWire.Ping, default);
+        }
+
+        if (_time.GetElapsedTime(Volatile.Read(ref _lastReceivedAt)) >= _options.KeepAliveInterval / 2)
+        {
+            _deliveryBuffers.Trim();   // quiet for a while: give the recycled buffers back
         }
     }
 
