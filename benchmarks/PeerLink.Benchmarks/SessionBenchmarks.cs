@@ -155,54 +155,46 @@ public class SessionThroughputBenchmarks
 }
 
 /// <summary>
-/// A 64-byte request and its 64-byte echo over loopback, one at a time: the latency an application sees. Plain TCP is
-/// the baseline (target: PeerLink within 1.1×); SslStream TLS 1.3 is beside it. The client is the benchmark's main
-/// thread, which blocks and is woken once per round trip; <see cref="SessionRoundTripLoopBenchmarks"/> avoids that.
+/// One 64-byte request and its echo on each kind of connection, and the echo servers that answer them.
 /// </summary>
-public class SessionRoundTripBenchmarks
+internal sealed class EchoConnections
 {
-    private readonly LoopbackConnections _c = new();
     private readonly byte[] _payload = new byte[64];
     private readonly byte[] _reply = new byte[64];
 
-    [GlobalSetup]
-    public async Task SetupAsync()
+    public LoopbackConnections Connections { get; } = new();
+
+    public async Task OpenAsync()
     {
-        await _c.OpenAsync();
-        _ = EchoAsync(_c.Accepted);
-        _ = EchoAsync(new NetworkStream(_c.TcpServer));
-        _ = EchoAsync(_c.TlsServer);
+        await Connections.OpenAsync();
+        _ = EchoAsync(Connections.Accepted);
+        _ = EchoAsync(new NetworkStream(Connections.TcpServer));
+        _ = EchoAsync(Connections.TlsServer);
     }
 
-    [GlobalCleanup]
-    public Task CleanupAsync() => _c.CloseAsync();
-
-    [Benchmark(Baseline = true)]
-    public async Task PlainTcp()
+    public async Task PlainTcpAsync()
     {
-        await _c.TcpClient.SendAsync(_payload, SocketFlags.None);
+        await Connections.TcpClient.SendAsync(_payload, SocketFlags.None);
         int read = 0;
         while (read < _reply.Length)
         {
-            read += await _c.TcpClient.ReceiveAsync(_reply.AsMemory(read), SocketFlags.None);
+            read += await Connections.TcpClient.ReceiveAsync(_reply.AsMemory(read), SocketFlags.None);
         }
     }
 
-    [Benchmark]
-    public async Task SslStreamTls13()
+    public async Task TlsAsync()
     {
-        await _c.TlsClient.WriteAsync(_payload);
-        await _c.TlsClient.ReadExactlyAsync(_reply);
+        await Connections.TlsClient.WriteAsync(_payload);
+        await Connections.TlsClient.ReadExactlyAsync(_reply);
     }
 
-    [Benchmark]
-    public async Task PeerLinkSession()
+    public async Task PeerLinkAsync()
     {
-        await _c.Session.SendAsync(_payload);
-        await _c.Session.ReceiveAsync();
+        await Connections.Session.SendAsync(_payload);
+        await Connections.Session.ReceiveAsync();
     }
 
-    internal static Task EchoAsync(SecureSession session) => Task.Run(async () =>
+    private static Task EchoAsync(SecureSession session) => Task.Run(async () =>
     {
         while (await session.ReceiveAsync() is { } message)
         {
@@ -210,7 +202,7 @@ public class SessionRoundTripBenchmarks
         }
     });
 
-    internal static async Task EchoAsync(System.IO.Stream stream)
+    private static async Task EchoAsync(System.IO.Stream stream)
     {
         byte[] buffer = new byte[64];
         while (true)
@@ -230,59 +222,59 @@ public class SessionRoundTripBenchmarks
 }
 
 /// <summary>
+/// A 64-byte request and its 64-byte echo over loopback, one at a time: the latency an application sees. Plain TCP is
+/// the baseline (target: PeerLink within 1.1×); SslStream TLS 1.3 is beside it. The client is the benchmark's main
+/// thread, which blocks and is woken once per round trip; <see cref="SessionRoundTripLoopBenchmarks"/> avoids that.
+/// </summary>
+public class SessionRoundTripBenchmarks
+{
+    private readonly EchoConnections _c = new();
+
+    [GlobalSetup]
+    public Task SetupAsync() => _c.OpenAsync();
+
+    [GlobalCleanup]
+    public Task CleanupAsync() => _c.Connections.CloseAsync();
+
+    [Benchmark(Baseline = true)]
+    public Task PlainTcp() => _c.PlainTcpAsync();
+
+    [Benchmark]
+    public Task SslStreamTls13() => _c.TlsAsync();
+
+    [Benchmark]
+    public Task PeerLinkSession() => _c.PeerLinkAsync();
+}
+
+/// <summary>
 /// The same round trips, 100 in a row from one async loop: the client's code stays on the thread pool, as in an
 /// application, instead of the benchmark's main thread blocking and waking for each one. One operation is one round trip.
 /// </summary>
 public class SessionRoundTripLoopBenchmarks
 {
     private const int RoundTrips = 100;
-    private readonly LoopbackConnections _c = new();
-    private readonly byte[] _payload = new byte[64];
-    private readonly byte[] _reply = new byte[64];
+    private readonly EchoConnections _c = new();
 
     [GlobalSetup]
-    public async Task SetupAsync()
-    {
-        await _c.OpenAsync();
-        _ = SessionRoundTripBenchmarks.EchoAsync(_c.Accepted);
-        _ = SessionRoundTripBenchmarks.EchoAsync(new NetworkStream(_c.TcpServer));
-        _ = SessionRoundTripBenchmarks.EchoAsync(_c.TlsServer);
-    }
+    public Task SetupAsync() => _c.OpenAsync();
 
     [GlobalCleanup]
-    public Task CleanupAsync() => _c.CloseAsync();
+    public Task CleanupAsync() => _c.Connections.CloseAsync();
 
     [Benchmark(Baseline = true, OperationsPerInvoke = RoundTrips)]
-    public Task PlainTcp() => Task.Run(async () =>
-    {
-        for (int i = 0; i < RoundTrips; i++)
-        {
-            await _c.TcpClient.SendAsync(_payload, SocketFlags.None);
-            int read = 0;
-            while (read < _reply.Length)
-            {
-                read += await _c.TcpClient.ReceiveAsync(_reply.AsMemory(read), SocketFlags.None);
-            }
-        }
-    });
+    public Task PlainTcp() => LoopAsync(_c.PlainTcpAsync);
 
     [Benchmark(OperationsPerInvoke = RoundTrips)]
-    public Task SslStreamTls13() => Task.Run(async () =>
-    {
-        for (int i = 0; i < RoundTrips; i++)
-        {
-            await _c.TlsClient.WriteAsync(_payload);
-            await _c.TlsClient.ReadExactlyAsync(_reply);
-        }
-    });
+    public Task SslStreamTls13() => LoopAsync(_c.TlsAsync);
 
     [Benchmark(OperationsPerInvoke = RoundTrips)]
-    public Task PeerLinkSession() => Task.Run(async () =>
+    public Task PeerLinkSession() => LoopAsync(_c.PeerLinkAsync);
+
+    private static Task LoopAsync(Func<Task> roundTrip) => Task.Run(async () =>
     {
         for (int i = 0; i < RoundTrips; i++)
         {
-            await _c.Session.SendAsync(_payload);
-            await _c.Session.ReceiveAsync();
+            await roundTrip();
         }
     });
 }
