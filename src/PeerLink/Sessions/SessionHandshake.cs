@@ -5,6 +5,7 @@ using System;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Runtime.ExceptionServices;
 using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
@@ -19,16 +20,13 @@ internal static class SessionHandshake
 {
     public static async Task<SecureSession> InitiateAsync(PeerConnection connection, SecureSessionOptions options, PeerId? expected, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
-        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<SecureSession>();
         bool ik = expected.HasValue;
         bool psk = options.NetworkKey is not null;
         byte pattern = SessionWire.PatternByte(ik, psk, options.PreferAesGcm);
         NoiseProtocol protocol = SessionWire.Protocol(ik, psk, options.PreferAesGcm);
         byte[] prologue = Prologue(pattern);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.HandshakeTimeout);
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
-        byte[] payload = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
+        using var scope = new HandshakeScope(options, loggerFactory, cancellationToken);
+        (ILogger logger, byte[] buffer, byte[] payload) = (scope.Logger, scope.Message, scope.Payload);
         SecureSession? session = null;
         try
         {
@@ -40,9 +38,9 @@ internal static class SessionHandshake
             {
                 output.Write(prologue);
                 WriteFrame(output, buffer, handshake.WriteMessage(ik ? hello.WrittenMemory.Span : default, buffer));
-                await FlushAsync(output, timeout.Token).ConfigureAwait(false);
+                await FlushAsync(output, scope.Timeout).ConfigureAwait(false);
 
-                int length = await ReadFrameAsync(input, buffer, timeout.Token).ConfigureAwait(false);
+                int length = await ReadFrameAsync(input, buffer, scope.Timeout).ConfigureAwait(false);
                 if (length == 0)
                 {
                     throw new PeerLinkException(
@@ -61,7 +59,7 @@ internal static class SessionHandshake
                     throw new PeerLinkException(PeerLinkError.PeerRefused, $"The peer runs application '{remote.ApplicationId}', not '{options.ApplicationId}'.");
                 }
 
-                if (!(ik && remoteId == expected) && !await IsAllowedAsync(options, remoteId, logger, timeout.Token).ConfigureAwait(false))
+                if (!(ik && remoteId == expected) && !await IsAllowedAsync(options, remoteId, logger, scope.Timeout).ConfigureAwait(false))
                 {
                     throw new PeerLinkException(PeerLinkError.PeerRefused, $"Peer {remoteId.ToFingerprint()}… is not authorized here.");
                 }
@@ -73,49 +71,32 @@ internal static class SessionHandshake
 
                 byte[] hash = handshake.HandshakeHash.ToArray();
                 session = new SecureSession(connection, handshake.Split(), protocol, remoteId, remote, isInitiator: true, hash, options, logger);
-                session.SendAccept();   // flushed with msg3 (XX) by the session's flush work item
+                session.SendAccept();   // flushed at once, after msg3 (XX)
             }
             finally
             {
                 PooledBufferWriter.Return(hello);
             }
 
-            await session.StartAsync(timeout.Token).ConfigureAwait(false);
-            SessionLog.Established(logger, connection.ConnectionId, session.RemotePeerId.ToFingerprint(), protocol.Name);
-            return session;
+            return await EstablishAsync(session, connection, protocol, logger, scope.Timeout).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            Exception error = Translate(e, options, cancellationToken);
-            SessionLog.HandshakeFailed(logger, connection.ConnectionId, (error as PeerLinkException)?.Error ?? PeerLinkError.Unknown, error.Message);
-            await DisposeAfterFailureAsync(connection, session).ConfigureAwait(false);
-            if (ReferenceEquals(error, e))
-            {
-                throw;
-            }
-
-            throw error;
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
-            ArrayPool<byte>.Shared.Return(payload, clearArray: true);
+            ExceptionDispatchInfo.Throw(await FailAsync(e, connection, session, options, logger, responder: false, cancellationToken).ConfigureAwait(false));
+            throw;   // not reached
         }
     }
 
     public static async Task<SecureSession> RespondAsync(PeerConnection connection, SecureSessionOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
-        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<SecureSession>();
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.HandshakeTimeout);
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
-        byte[] payload = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
+        using var scope = new HandshakeScope(options, loggerFactory, cancellationToken);
+        (ILogger logger, byte[] buffer, byte[] payload) = (scope.Logger, scope.Message, scope.Payload);
         SecureSession? session = null;
         try
         {
             PipeWriter output = connection.Transport.Output;
             PipeReader input = connection.Transport.Input;
-            byte[] prologue = await ReadPreambleAsync(input, timeout.Token).ConfigureAwait(false);
+            byte[] prologue = await ReadPreambleAsync(input, scope.Timeout).ConfigureAwait(false);
             SessionWire.TryParsePattern(prologue[5], out bool ik, out bool psk, out bool aesGcm);
             if (psk != (options.NetworkKey is not null))
             {
@@ -125,7 +106,7 @@ internal static class SessionHandshake
 
             NoiseProtocol protocol = SessionWire.Protocol(ik, psk, aesGcm);
             using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, options.Identity!, null, psk ? [options.NetworkKey!] : null);
-            int length = await ReadFrameAsync(input, buffer, timeout.Token).ConfigureAwait(false);
+            int length = await ReadFrameAsync(input, buffer, scope.Timeout).ConfigureAwait(false);
             int payloadLength;
             try
             {
@@ -135,7 +116,7 @@ internal static class SessionHandshake
             {
                 // The initiator encrypted to a key that is not ours (or used another network key): say so, without detail.
                 WriteFrame(output, buffer, 0);
-                await FlushAsync(output, timeout.Token).ConfigureAwait(false);
+                await FlushAsync(output, scope.Timeout).ConfigureAwait(false);
                 throw new PeerLinkException(PeerLinkError.RemoteKeyMismatch, "An IK initiator used a static key or network key that is not this node's.", e);
             }
 
@@ -150,13 +131,13 @@ internal static class SessionHandshake
                 else
                 {
                     WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
-                    await FlushAsync(output, timeout.Token).ConfigureAwait(false);
-                    length = await ReadFrameAsync(input, buffer, timeout.Token).ConfigureAwait(false);
+                    await FlushAsync(output, scope.Timeout).ConfigureAwait(false);
+                    length = await ReadFrameAsync(input, buffer, scope.Timeout).ConfigureAwait(false);
                     remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)));
                 }
 
                 PeerId remoteId = handshake.RemotePeerId!.Value;
-                bool allowed = remote.ApplicationId == options.ApplicationId && await IsAllowedAsync(options, remoteId, logger, timeout.Token).ConfigureAwait(false);
+                bool allowed = remote.ApplicationId == options.ApplicationId && await IsAllowedAsync(options, remoteId, logger, scope.Timeout).ConfigureAwait(false);
                 if (ik)
                 {
                     WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
@@ -179,31 +160,71 @@ internal static class SessionHandshake
             }
 
             session.SendAccept();
-            await session.StartAsync(timeout.Token).ConfigureAwait(false);
-            SessionLog.Established(logger, connection.ConnectionId, session.RemotePeerId.ToFingerprint(), protocol.Name);
-            return session;
+            return await EstablishAsync(session, connection, protocol, logger, scope.Timeout).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            Exception error = Translate(e, options, cancellationToken);
-            if (error is not PeerLinkException { Error: PeerLinkError.PeerRefused })
-            {
-                SessionLog.HandshakeFailed(logger, connection.ConnectionId, (error as PeerLinkException)?.Error ?? PeerLinkError.Unknown, error.Message);
-            }
-
-            // A refusal goes out gracefully, so that the peer reads its CLOSE(refused) rather than a reset.
-            await DisposeAfterFailureAsync(connection, session, graceful: error is PeerLinkException { Error: PeerLinkError.PeerRefused }).ConfigureAwait(false);
-            if (ReferenceEquals(error, e))
-            {
-                throw;
-            }
-
-            throw error;
+            ExceptionDispatchInfo.Throw(await FailAsync(e, connection, session, options, logger, responder: true, cancellationToken).ConfigureAwait(false));
+            throw;   // not reached
         }
-        finally
+    }
+
+    /// <summary>Starts the session's receive loop and waits for the peer's ACCEPT.</summary>
+    private static async Task<SecureSession> EstablishAsync(SecureSession session, PeerConnection connection, NoiseProtocol protocol, ILogger logger, CancellationToken cancellationToken)
+    {
+        await session.StartAsync(cancellationToken).ConfigureAwait(false);
+        SessionLog.Established(logger, connection.ConnectionId, session.RemotePeerId.ToFingerprint(), protocol.Name);
+        return session;
+    }
+
+    /// <summary>
+    /// After a failed handshake: translates the error into the code the caller sees, logs it (a responder's own refusal
+    /// is logged where it is decided), and releases the connection. Returns the exception to throw.
+    /// </summary>
+    private static async Task<Exception> FailAsync(Exception e, PeerConnection connection, SecureSession? session, SecureSessionOptions options, ILogger logger, bool responder, CancellationToken cancellationToken)
+    {
+        Exception error = Translate(e, options, cancellationToken);
+        bool refusedHere = responder && error is PeerLinkException { Error: PeerLinkError.PeerRefused };
+        if (!refusedHere)
         {
-            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
-            ArrayPool<byte>.Shared.Return(payload, clearArray: true);
+            SessionLog.HandshakeFailed(logger, connection.ConnectionId, (error as PeerLinkException)?.Error ?? PeerLinkError.Unknown, error.Message);
+        }
+
+        // A responder's refusal goes out gracefully, so that the peer reads its CLOSE(refused) rather than a reset.
+        await DisposeAfterFailureAsync(connection, session, graceful: refusedHere).ConfigureAwait(false);
+        return error;
+    }
+
+    /// <summary>
+    /// What one handshake owns: its logger, the deadline (linked to the caller's token), and two buffers that are cleared
+    /// when returned because they held key material.
+    /// </summary>
+    private sealed class HandshakeScope : IDisposable
+    {
+        private readonly CancellationTokenSource _timeout;
+
+        public HandshakeScope(SecureSessionOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+        {
+            Logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<SecureSession>();
+            _timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            _timeout.CancelAfter(options.HandshakeTimeout);
+            Message = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
+            Payload = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
+        }
+
+        public ILogger Logger { get; }
+
+        public CancellationToken Timeout => _timeout.Token;
+
+        public byte[] Message { get; }
+
+        public byte[] Payload { get; }
+
+        public void Dispose()
+        {
+            _timeout.Dispose();
+            ArrayPool<byte>.Shared.Return(Message, clearArray: true);
+            ArrayPool<byte>.Shared.Return(Payload, clearArray: true);
         }
     }
 
