@@ -40,7 +40,7 @@ finally
 static async Task RunSensorAsync(PeerIdentity me, PeerId lightId, NoiseProtocol protocol, byte[] prologue, PipeReader input, PipeWriter output)
 {
     byte[] buffer = new byte[65535];
-    using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, localStatic: me, remoteStatic: lightId);
+    using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, localStatic: me.KeyPair, remoteStatic: lightId.ToArray());
 
     int length = handshake.WriteMessage(MessagePackSerializer.SerializeToArray(new Hello("motion-sensor", 1)), buffer);
     await Frames.WriteAsync(output, buffer.AsMemory(0, length));
@@ -48,7 +48,7 @@ static async Task RunSensorAsync(PeerIdentity me, PeerId lightId, NoiseProtocol 
     byte[] reply = await Frames.ReadAsync(input);
     length = handshake.ReadMessage(reply, buffer);
     Hello greeting = MessagePackSerializer.Deserialize<Hello>(buffer.AsMemory(0, length));
-    Console.WriteLine($"sensor: authenticated {handshake.RemotePeerId!.Value.ToFingerprint()}… ({greeting.Device}), handshake hash {Convert.ToHexString(handshake.HandshakeHash)[..16]}…");
+    Console.WriteLine($"sensor: authenticated {new PeerId(handshake.RemoteStaticPublicKey).ToFingerprint()}… ({greeting.Device}), handshake hash {Convert.ToHexString(handshake.HandshakeHash)[..16]}…");
 
     using NoiseTransport transport = handshake.Split();
     var message = new ArrayBufferWriter<byte>();
@@ -75,11 +75,11 @@ static async Task RunSensorAsync(PeerIdentity me, PeerId lightId, NoiseProtocol 
 static async Task<int> RunLightAsync(PeerIdentity me, NoiseProtocol protocol, byte[] prologue, PipeReader input, PipeWriter output)
 {
     byte[] buffer = new byte[65535];
-    using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, localStatic: me);
+    using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, localStatic: me.KeyPair);
 
     int length = handshake.ReadMessage(await Frames.ReadAsync(input), buffer);
     Hello hello = MessagePackSerializer.Deserialize<Hello>(buffer.AsMemory(0, length));
-    Console.WriteLine($"light:  {handshake.RemotePeerId!.Value.ToFingerprint()}… says it is {hello.Device} (protocol version {hello.Version})");
+    Console.WriteLine($"light:  {new PeerId(handshake.RemoteStaticPublicKey).ToFingerprint()}… says it is {hello.Device} (protocol version {hello.Version})");
 
     length = handshake.WriteMessage(MessagePackSerializer.SerializeToArray(new Hello("ceiling-light", 1)), buffer);
     await Frames.WriteAsync(output, buffer.AsMemory(0, length));

@@ -39,22 +39,26 @@ public sealed class PeerIdentity : IDisposable
     /// <summary>The public identity.</summary>
     public PeerId PeerId { get; }
 
-    internal NoiseKeyPair KeyPair => _keyPair;
+    /// <summary>
+    /// The key pair as the Noise core takes it (<see cref="NoiseHandshakeState"/>'s static key). It belongs to this identity:
+    /// do not dispose it, and keep the identity alive while a handshake uses it.
+    /// </summary>
+    public NoiseKeyPair KeyPair => _keyPair;
 
     /// <summary>Generates a new identity from the system's cryptographic random number generator.</summary>
-    public static PeerIdentity Generate() => new(NoiseKeyPair.Generate());
+    public static PeerIdentity Generate() => new(NoiseKeyPair.Generate(exportable: true));
 
     /// <summary>Creates an identity from a 32-byte X25519 private key.</summary>
     /// <param name="privateKey">The private key; the caller should erase its copy.</param>
     /// <exception cref="ArgumentException"><paramref name="privateKey"/> is not 32 bytes.</exception>
     public static PeerIdentity FromPrivateKey(ReadOnlySpan<byte> privateKey)
     {
-        if (privateKey.Length != Security.X25519.KeySize)
+        if (privateKey.Length != NoiseKeyPair.KeySize)
         {
-            throw new ArgumentException($"An X25519 private key is {Security.X25519.KeySize} bytes; got {privateKey.Length}.", nameof(privateKey));
+            throw new ArgumentException($"An X25519 private key is {NoiseKeyPair.KeySize} bytes; got {privateKey.Length}.", nameof(privateKey));
         }
 
-        return new(NoiseKeyPair.FromPrivateKey(privateKey));
+        return new(NoiseKeyPair.Import(privateKey));
     }
 
     /// <summary>Loads an identity saved with <see cref="Save"/>.</summary>
@@ -104,7 +108,7 @@ public sealed class PeerIdentity : IDisposable
                 throw Invalid(path, $"format version {file[4]}, key type {file[5]} is not supported (expected version {FormatVersion}, key type {KeyTypeX25519})");
             }
 
-            NoiseKeyPair keyPair = NoiseKeyPair.FromPrivateKey(file.Slice(8, 32));
+            NoiseKeyPair keyPair = NoiseKeyPair.Import(file.Slice(8, 32));
             if (!CryptographicOperations.FixedTimeEquals(keyPair.PublicKey, file.Slice(40, 32)))
             {
                 keyPair.Dispose();
@@ -168,7 +172,7 @@ public sealed class PeerIdentity : IDisposable
             Magic.CopyTo(data);
             data[4] = FormatVersion;
             data[5] = KeyTypeX25519;
-            _keyPair.PrivateKey.CopyTo(data.AsSpan(8));
+            _keyPair.ExportPrivateKey(data.AsSpan(8, NoiseKeyPair.KeySize));
             _keyPair.PublicKey.CopyTo(data.AsSpan(40));
 
             var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
@@ -201,12 +205,12 @@ public sealed class PeerIdentity : IDisposable
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than 32 bytes.</exception>
     public void ExportPrivateKey(Span<byte> destination)
     {
-        if (destination.Length < Security.X25519.KeySize)
+        if (destination.Length < NoiseKeyPair.KeySize)
         {
-            throw new ArgumentException($"The destination must hold {Security.X25519.KeySize} bytes.", nameof(destination));
+            throw new ArgumentException($"The destination must hold {NoiseKeyPair.KeySize} bytes.", nameof(destination));
         }
 
-        _keyPair.PrivateKey.CopyTo(destination);
+        _keyPair.ExportPrivateKey(destination[..NoiseKeyPair.KeySize]);
     }
 
     /// <summary>Erases the private key from memory.</summary>

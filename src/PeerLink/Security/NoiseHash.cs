@@ -1,10 +1,10 @@
 // The Noise hash functions (Noise Protocol Framework revision 34, §4.3 and §12.5-12.8): SHA-256 and SHA-512 from the BCL,
-// BLAKE2s (32-byte output) and BLAKE2b (64-byte output) from BouncyCastle. HMAC is RFC 2104 built on the hash (for BLAKE2
-// too: Noise does not use BLAKE2's keyed mode), and HKDF is the Noise HKDF of §4.3, not RFC 5869's Extract/Expand API.
+// BLAKE2b (64-byte output) from NSec (libsodium), BLAKE2s (32-byte output) from BouncyCastle.Cryptography, since neither
+// NSec nor libsodium has BLAKE2s. HMAC is RFC 2104 built on the hash (for BLAKE2 too: Noise does not use BLAKE2's keyed
+// mode), and HKDF is the Noise HKDF of §4.3, not RFC 5869's Extract/Expand API. NSec's own HKDF is not used: it refuses
+// the empty input key material that Noise's Split() passes.
 using System;
-using System.Buffers;
 using System.Security.Cryptography;
-using Org.BouncyCastle.Crypto;
 using Org.BouncyCastle.Crypto.Digests;
 
 namespace PeerLink.Security;
@@ -40,8 +40,8 @@ internal abstract class NoiseHash : IDisposable
     {
         NoiseHashKind.Sha256 => new BclHash(HashAlgorithmName.SHA256, 32, 64),
         NoiseHashKind.Sha512 => new BclHash(HashAlgorithmName.SHA512, 64, 128),
-        NoiseHashKind.Blake2s => new BouncyCastleHash(new Blake2sDigest(256), 32, 64),
-        NoiseHashKind.Blake2b => new BouncyCastleHash(new Blake2bDigest(512), 64, 128),
+        NoiseHashKind.Blake2s => new Blake2sHash(),
+        NoiseHashKind.Blake2b => new Blake2bHash(),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -152,53 +152,41 @@ internal abstract class NoiseHash : IDisposable
         public override void Dispose() => _hash.Dispose();
     }
 
-    private sealed class BouncyCastleHash(IDigest digest, int hashLength, int blockLength) : NoiseHash
+    /// <summary>BLAKE2b-512 from NSec: libsodium's incremental state, a value type, so nothing is allocated per hash.</summary>
+    private sealed class Blake2bHash : NoiseHash
     {
-        // BouncyCastle 1.8.10 has no span overloads; data is staged through a pooled array in chunks.
-        private const int ChunkSize = 4096;
+        private NSec.Cryptography.IncrementalHash _state;
 
-        public override int HashLength => hashLength;
+        public Blake2bHash() => NSec.Cryptography.IncrementalHash.Initialize(NSec.Cryptography.HashAlgorithm.Blake2b_512, out _state);
 
-        public override int BlockLength => blockLength;
+        public override int HashLength => 64;
 
-        public override void Append(ReadOnlySpan<byte> data)
-        {
-            if (data.IsEmpty)
-            {
-                return;
-            }
+        public override int BlockLength => 128;
 
-            byte[] chunk = ArrayPool<byte>.Shared.Rent(Math.Min(data.Length, ChunkSize));
-            try
-            {
-                while (!data.IsEmpty)
-                {
-                    int n = Math.Min(data.Length, chunk.Length);
-                    data[..n].CopyTo(chunk);
-                    digest.BlockUpdate(chunk, 0, n);
-                    data = data[n..];
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(chunk, clearArray: true);
-            }
-        }
+        public override void Append(ReadOnlySpan<byte> data) => NSec.Cryptography.IncrementalHash.Update(ref _state, data);
 
         public override void Finish(Span<byte> output)
         {
-            byte[] result = ArrayPool<byte>.Shared.Rent(hashLength);
-            try
-            {
-                digest.DoFinal(result, 0);
-                result.AsSpan(0, hashLength).CopyTo(output);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(result, clearArray: true);
-            }
+            NSec.Cryptography.IncrementalHash.Finalize(ref _state, output[..64]);
+            NSec.Cryptography.IncrementalHash.Initialize(NSec.Cryptography.HashAlgorithm.Blake2b_512, out _state);
         }
 
-        public override void Dispose() => digest.Reset();
+        public override void Dispose() => NSec.Cryptography.IncrementalHash.Initialize(NSec.Cryptography.HashAlgorithm.Blake2b_512, out _state);
+    }
+
+    /// <summary>BLAKE2s-256 from BouncyCastle.Cryptography 2.x (span overloads, no staging copies).</summary>
+    private sealed class Blake2sHash : NoiseHash
+    {
+        private readonly Blake2sDigest _digest = new(256);
+
+        public override int HashLength => 32;
+
+        public override int BlockLength => 64;
+
+        public override void Append(ReadOnlySpan<byte> data) => _digest.BlockUpdate(data);
+
+        public override void Finish(Span<byte> output) => _digest.DoFinal(output[..32]);     // DoFinal also resets
+
+        public override void Dispose() => _digest.Reset();
     }
 }

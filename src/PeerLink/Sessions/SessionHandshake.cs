@@ -30,7 +30,7 @@ internal static class SessionHandshake
         SecureSession? session = null;
         try
         {
-            using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, options.Identity!, expected, psk ? [options.NetworkKey!] : null);
+            using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, options.Identity!.KeyPair, expected?.ToArray(), psk ? [options.NetworkKey!] : null);
             PipeWriter output = connection.Transport.Output;
             PipeReader input = connection.Transport.Input;
             PooledBufferWriter hello = Hello(options);
@@ -53,7 +53,7 @@ internal static class SessionHandshake
 
                 // The responder is authenticated now (IK: it proved the expected key; XX: msg2 carried its key): decide
                 // before telling it anything more about us.
-                PeerId remoteId = handshake.RemotePeerId!.Value;
+                PeerId remoteId = new PeerId(handshake.RemoteStaticPublicKey);
                 if (remote.ApplicationId != options.ApplicationId)
                 {
                     throw new PeerLinkException(PeerLinkError.PeerRefused, $"The peer runs application '{remote.ApplicationId}', not '{options.ApplicationId}'.");
@@ -105,7 +105,7 @@ internal static class SessionHandshake
             }
 
             NoiseProtocol protocol = SessionWire.Protocol(ik, psk, aesGcm);
-            using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, options.Identity!, null, psk ? [options.NetworkKey!] : null);
+            using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, options.Identity!.KeyPair, default, psk ? [options.NetworkKey!] : null);
             int length = await ReadFrameAsync(input, buffer, scope.Timeout).ConfigureAwait(false);
             int payloadLength;
             try
@@ -136,7 +136,7 @@ internal static class SessionHandshake
                     remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)));
                 }
 
-                PeerId remoteId = handshake.RemotePeerId!.Value;
+                PeerId remoteId = new PeerId(handshake.RemoteStaticPublicKey);
                 bool allowed = remote.ApplicationId == options.ApplicationId && await IsAllowedAsync(options, remoteId, logger, scope.Timeout).ConfigureAwait(false);
                 if (ik)
                 {

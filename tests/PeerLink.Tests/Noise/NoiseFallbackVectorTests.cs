@@ -28,9 +28,11 @@ public sealed class NoiseFallbackVectorTests
 
         // Message 0: Alice's IK attempt, which Bob cannot decrypt.
         byte[] message0;
-        using (NoiseHandshakeState aliceIk = NoiseVectorTests.CreateSide(first, vector, "init", initiator: true))
-        using (NoiseHandshakeState bobIk = NoiseVectorTests.CreateSide(first, vector, "resp", initiator: false))
+        using (NoiseVectorTests.VectorSide aliceSide = NoiseVectorTests.CreateSide(first, vector, "init", initiator: true))
+        using (NoiseVectorTests.VectorSide bobSide = NoiseVectorTests.CreateSide(first, vector, "resp", initiator: false))
         {
+            NoiseHandshakeState aliceIk = aliceSide.State;
+            NoiseHandshakeState bobIk = bobSide.State;
             int length = aliceIk.WriteMessage(Hex(messages[0], "payload"), buffer);
             message0 = buffer.AsSpan(0, length).ToArray();
             Assert.Equal(Hex(messages[0], "ciphertext"), message0);
@@ -92,5 +94,5 @@ public sealed class NoiseFallbackVectorTests
 
     private static byte[] Hex(JsonElement element, string property) => TestFiles.Hex(element.GetProperty(property).GetString()!);
 
-    private static NoiseKeyPair Key(JsonElement vector, string property) => NoiseKeyPair.FromPrivateKey(Hex(vector, property));
+    private static NoiseKeyPair Key(JsonElement vector, string property) => NoiseKeyPair.Import(Hex(vector, property));
 }

@@ -76,20 +76,17 @@ public sealed class NoiseHandshakeTests
     }
 
     [Fact]
-    public void AKeyPairCopyKeepsThePublicKeyAndOutlivesTheOriginal()
+    public void AHandshakeBorrowsTheStaticKeyAndLeavesItUsable()
     {
-        NoiseKeyPair original = NoiseKeyPair.Generate();
-        byte[] publicKey = original.PublicKey.ToArray();
-        byte[] privateKey = original.PrivateKey.ToArray();
+        using var pair = new Pair("Noise_XX_25519_ChaChaPoly_SHA256");
+        pair.Run(tamper: null);
+        pair.Initiator.Dispose();
+        pair.Responder.Dispose();
 
-        using NoiseKeyPair copy = original.Clone();
-        original.Dispose();
-
-        Assert.Equal(publicKey, copy.PublicKey.ToArray());
-        Assert.Equal(privateKey, copy.PrivateKey.ToArray());
-        using NoiseKeyPair derived = NoiseKeyPair.FromPrivateKey(privateKey);
-        Assert.Equal(derived.PublicKey.ToArray(), copy.PublicKey.ToArray());
-        Assert.Throws<ObjectDisposedException>(() => original.PrivateKey.Length);
+        // Both static keys still serve a second handshake: disposing a handshake never disposes the key it was given.
+        using var again = NoiseHandshakeState.Create(pair.Protocol, true, default, pair.InitiatorKey);
+        Assert.Equal(NoiseKeyPair.KeySize, pair.InitiatorKey.PublicKey.Length);
+        Assert.Equal(again.NextMessageOverhead, again.WriteMessage(default, new byte[1024]));
     }
 
     [Fact]

@@ -18,8 +18,8 @@ public sealed class NoisePublicApiTests
         NoiseProtocol protocol = NoiseProtocol.Parse(name);
         byte[][] psks = protocol.PskCount == 0 ? [] : [new byte[32]];
 
-        using var initiator = new NoiseHandshakeState(protocol, true, "app"u8, sensor, light.PeerId, psks);
-        using var responder = new NoiseHandshakeState(protocol, false, "app"u8, light, psks: psks);
+        using var initiator = new NoiseHandshakeState(protocol, true, "app"u8, sensor.KeyPair, light.PeerId.ToArray(), psks);
+        using var responder = new NoiseHandshakeState(protocol, false, "app"u8, light.KeyPair, psks: psks);
         byte[] buffer = new byte[1024];
         byte[] payload = new byte[1024];
         while (!initiator.IsCompleted)
@@ -32,8 +32,8 @@ public sealed class NoisePublicApiTests
             Assert.Equal(0, receiver.ReadMessage(buffer.AsSpan(0, length), payload));
         }
 
-        Assert.Equal(sensor.PeerId, responder.RemotePeerId);
-        Assert.Equal(light.PeerId, initiator.RemotePeerId);
+        Assert.Equal(sensor.PeerId.ToArray(), responder.RemoteStaticPublicKey.ToArray());
+        Assert.Equal(light.PeerId.ToArray(), initiator.RemoteStaticPublicKey.ToArray());
         Assert.True(protocol.IsSupported);
         Assert.Equal(name.Split('_')[1], protocol.PatternName);
     }
@@ -44,11 +44,11 @@ public sealed class NoisePublicApiTests
         using PeerIdentity a = PeerIdentity.Generate();
         using PeerIdentity b = PeerIdentity.Generate();
         NoiseProtocol xx = NoiseProtocol.Parse("Noise_XX_25519_ChaChaPoly_SHA256");
-        using var initiator = new NoiseHandshakeState(xx, true, default, a);
-        using var responder = new NoiseHandshakeState(xx, false, default, b);
+        using var initiator = new NoiseHandshakeState(xx, true, default, a.KeyPair);
+        using var responder = new NoiseHandshakeState(xx, false, default, b.KeyPair);
 
-        Assert.Null(initiator.RemotePeerId);
-        Assert.Null(responder.RemotePeerId);
+        Assert.True(initiator.RemoteStaticPublicKey.IsEmpty);
+        Assert.True(responder.RemoteStaticPublicKey.IsEmpty);
         Assert.Equal("Noise_XX_25519_ChaChaPoly_SHA256 (initiator, message 0)", initiator.ToString());
         Assert.Equal("ChaChaPoly", xx.CipherName);
         Assert.Equal("SHA256", xx.HashName);

@@ -66,8 +66,10 @@ public sealed class NoiseVectorTests
         JsonElement vector = Load(file)[index];
         NoiseProtocol protocol = NoiseProtocol.Parse(protocolName);
 
-        using NoiseHandshakeState initiator = CreateSide(protocol, vector, "init", initiator: true);
-        using NoiseHandshakeState responder = CreateSide(protocol, vector, "resp", initiator: false);
+        using VectorSide initiatorSide = CreateSide(protocol, vector, "init", initiator: true);
+        using VectorSide responderSide = CreateSide(protocol, vector, "resp", initiator: false);
+        NoiseHandshakeState initiator = initiatorSide.State;
+        NoiseHandshakeState responder = responderSide.State;
 
         JsonElement[] messages = vector.GetProperty("messages").EnumerateArray().ToArray();
         NoiseTransport? initiatorTransport = null;
@@ -141,11 +143,11 @@ public sealed class NoiseVectorTests
     internal static string NameOf(JsonElement vector) =>
         (vector.TryGetProperty("protocol_name", out JsonElement n) ? n : vector.GetProperty("name")).GetString()!;
 
-    internal static NoiseHandshakeState CreateSide(NoiseProtocol protocol, JsonElement vector, string side, bool initiator)
+    internal static VectorSide CreateSide(NoiseProtocol protocol, JsonElement vector, string side, bool initiator)
     {
         byte[] prologue = Bytes(vector, side + "_prologue") ?? [];
-        using NoiseKeyPair? localStatic = KeyPair(vector, side + "_static");
-        using NoiseKeyPair? ephemeral = KeyPair(vector, side + "_ephemeral");
+        NoiseKeyPair? localStatic = KeyPair(vector, side + "_static");
+        NoiseKeyPair? ephemeral = KeyPair(vector, side + "_ephemeral");
         byte[]? remoteStatic = Bytes(vector, side + "_remote_static");
         List<byte[]> psks = [];
         if (vector.TryGetProperty(side + "_psks", out JsonElement list))
@@ -154,12 +156,34 @@ public sealed class NoiseVectorTests
         }
 
         // Vectors give keys a side may not need for its pattern (for example a responder static in NN); pass only what the pattern uses.
-        return NoiseHandshakeState.Create(protocol, initiator, prologue, localStatic, remoteStatic ?? default, psks, ephemeral);
+        try
+        {
+            return new VectorSide(NoiseHandshakeState.Create(protocol, initiator, prologue, localStatic, remoteStatic ?? default, psks, ephemeral), localStatic, ephemeral);
+        }
+        catch
+        {
+            localStatic?.Dispose();
+            ephemeral?.Dispose();
+            throw;
+        }
     }
 
     private static byte[]? Bytes(JsonElement vector, string property) =>
         vector.TryGetProperty(property, out JsonElement value) ? TestFiles.Hex(value.GetString()!) : null;
 
     private static NoiseKeyPair? KeyPair(JsonElement vector, string property) =>
-        Bytes(vector, property) is { } key ? NoiseKeyPair.FromPrivateKey(key) : null;
+        Bytes(vector, property) is { } key ? NoiseKeyPair.Import(key) : null;
+
+    /// <summary>One side of a vector: the handshake and the fixed keys it borrows, disposed together.</summary>
+    internal sealed class VectorSide(NoiseHandshakeState state, NoiseKeyPair? localStatic, NoiseKeyPair? ephemeral) : IDisposable
+    {
+        public NoiseHandshakeState State { get; } = state;
+
+        public void Dispose()
+        {
+            State.Dispose();
+            localStatic?.Dispose();
+            ephemeral?.Dispose();
+        }
+    }
 }

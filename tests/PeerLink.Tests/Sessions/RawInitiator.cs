@@ -29,7 +29,7 @@ internal sealed class RawInitiator : IDisposable
     {
         byte[] prologue = [.. "PLNK"u8, 1, 1];
         NoiseProtocol protocol = NoiseProtocol.Parse("Noise_XX_25519_ChaChaPoly_SHA256");
-        using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, identity, null);
+        using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, identity.KeyPair);
         byte[] buffer = new byte[65535];
         await Output.WriteAsync(prologue);
         await WriteFrameAsync(buffer.AsSpan(0, handshake.WriteMessage(default, buffer)).ToArray());

@@ -37,17 +37,18 @@ public sealed class NoiseTransport : IDisposable
 /// </summary>
 public sealed class NoiseHandshakeState : IDisposable
 {
-    private const int DhLength = X25519.KeySize;
+    private const int DhLength = NoiseKeyPair.KeySize;
 
     private readonly NoiseProtocol _protocol;
     private readonly HandshakePattern _pattern;
     private readonly NoiseSymmetricState _symmetric;
     private readonly bool _initiator;
     private readonly bool _isAlice;
-    private readonly NoiseKeyPair? _s;
+    private readonly NoiseKeyPair? _s;          // borrowed from the caller
     private byte[]? _rs;
     private readonly byte[][] _psks;
     private NoiseKeyPair? _e;
+    private bool _ownsEphemeral;                // true when _e was generated here (then it is disposed here)
     private byte[]? _re;
     private int _messageIndex;
     private int _pskIndex;
@@ -59,8 +60,11 @@ public sealed class NoiseHandshakeState : IDisposable
     /// <param name="protocol">The protocol, with its pattern.</param>
     /// <param name="initiator">True for the party that sends the first handshake message.</param>
     /// <param name="prologue">Data both sides must agree on (for example a protocol version); it is mixed into h and never sent.</param>
-    /// <param name="localStatic">This side's identity, when the pattern uses a static key on this side.</param>
-    /// <param name="remoteStatic">The peer's identity, when the pattern has it in advance (the initiator of IK, NK, KK, …).</param>
+    /// <param name="localStatic">
+    /// This side's static key pair, when the pattern uses one. The handshake borrows it: keep it alive (undisposed) until
+    /// this handshake is disposed.
+    /// </param>
+    /// <param name="remoteStatic">The peer's 32-byte static public key, when the pattern has it in advance (the initiator of IK, NK, KK, …).</param>
     /// <param name="psks">The 32-byte pre-shared keys, one per psk modifier, in order; empty or null when there are none.</param>
     /// <exception cref="ArgumentNullException"><paramref name="protocol"/> is null.</exception>
     /// <exception cref="ArgumentException">A key the pattern needs is missing, or the psk count or length is wrong.</exception>
@@ -68,10 +72,10 @@ public sealed class NoiseHandshakeState : IDisposable
         NoiseProtocol protocol,
         bool initiator,
         ReadOnlySpan<byte> prologue,
-        PeerIdentity? localStatic = null,
-        PeerId? remoteStatic = null,
+        NoiseKeyPair? localStatic = null,
+        ReadOnlySpan<byte> remoteStatic = default,
         IReadOnlyList<byte[]>? psks = null)
-        : this(protocol, initiator, prologue, localStatic?.KeyPair, remoteStatic is { } id ? id.ToArray() : default, psks, null, default)
+        : this(protocol, initiator, prologue, localStatic, remoteStatic, psks, null, default)
     {
     }
 
@@ -90,10 +94,10 @@ public sealed class NoiseHandshakeState : IDisposable
     /// <param name="protocol">The protocol, with its pattern.</param>
     /// <param name="initiator">True for the party that sends the first handshake message.</param>
     /// <param name="prologue">Data both sides must agree on; it is mixed into h and never sent.</param>
-    /// <param name="localStatic">This side's static key pair, if the pattern uses one. The state keeps a copy.</param>
+    /// <param name="localStatic">This side's static key pair, if the pattern uses one. Borrowed, never disposed here.</param>
     /// <param name="remoteStatic">The peer's static public key, when the pattern has it as a pre-message.</param>
     /// <param name="psks">The 32-byte pre-shared keys, one per psk token, in order.</param>
-    /// <param name="localEphemeral">A fixed ephemeral key pair (test vectors, or fallback where it was already sent); otherwise generated.</param>
+    /// <param name="localEphemeral">A fixed ephemeral key pair (test vectors, or fallback where it was already sent), borrowed; otherwise one is generated, owned and disposed here.</param>
     /// <param name="remoteEphemeral">The peer's ephemeral public key when it is a pre-message (fallback).</param>
     private NoiseHandshakeState(
         NoiseProtocol protocol,
@@ -153,9 +157,9 @@ public sealed class NoiseHandshakeState : IDisposable
             psk.CopyTo(_psks[i], 0);
         }
 
-        _s = needsLocalStatic ? localStatic!.Clone() : null;
+        _s = needsLocalStatic ? localStatic : null;
         _rs = remoteStatic.Length == DhLength ? remoteStatic.ToArray() : null;
-        _e = localEphemeral?.Clone();
+        _e = localEphemeral;
         _re = remoteEphemeral.Length == DhLength ? remoteEphemeral.ToArray() : null;
 
         _symmetric = new NoiseSymmetricState(protocol);
@@ -183,17 +187,11 @@ public sealed class NoiseHandshakeState : IDisposable
     /// <summary>The handshake hash h: after completion, a unique identifier of this session, the same on both sides.</summary>
     public ReadOnlySpan<byte> HandshakeHash => _symmetric.HandshakeHash;
 
-    /// <summary>The peer's static public key, once known (empty before).</summary>
+    /// <summary>The peer's static public key, once known (from the start in IK, after its <c>s</c> token in XX); empty before.</summary>
     public ReadOnlySpan<byte> RemoteStaticPublicKey => _rs;
-
-    /// <summary>The peer's identity once its static key is known (from the start in IK, after the handshake in XX); null before.</summary>
-    public PeerId? RemotePeerId => _rs is null ? null : new PeerId(_rs);
 
     /// <summary>The peer's ephemeral public key, once received (empty before). A fallback needs it.</summary>
     internal ReadOnlySpan<byte> RemoteEphemeralPublicKey => _re;
-
-    /// <summary>This side's ephemeral key pair, once generated. A fallback reuses it.</summary>
-    internal NoiseKeyPair? LocalEphemeral => _e;
 
     /// <summary>The number of bytes the next message adds to its payload (keys and tags).</summary>
     public int NextMessageOverhead
@@ -237,7 +235,12 @@ public sealed class NoiseHandshakeState : IDisposable
                 switch (token)
                 {
                     case NoiseToken.E:
-                        _e ??= NoiseKeyPair.Generate();
+                        if (_e is null)
+                        {
+                            _e = NoiseKeyPair.Generate();
+                            _ownsEphemeral = true;
+                        }
+
                         _e.PublicKey.CopyTo(message[offset..]);
                         offset += DhLength;
                         MixEphemeral(_e.PublicKey);
@@ -345,6 +348,7 @@ public sealed class NoiseHandshakeState : IDisposable
         }
 
         _split = true;
+        ReleaseEphemeral();     // every DH is done: the ephemeral private key is not needed any more
         (NoiseCipherState c1, NoiseCipherState c2) = _symmetric.Split();
         if (_pattern.IsOneWay)
         {
@@ -366,8 +370,7 @@ public sealed class NoiseHandshakeState : IDisposable
 
         _disposed = true;
         _symmetric.Dispose();
-        _s?.Dispose();
-        _e?.Dispose();
+        ReleaseEphemeral();
         foreach (byte[] psk in _psks)
         {
             CryptographicOperations.ZeroMemory(psk);
@@ -378,6 +381,15 @@ public sealed class NoiseHandshakeState : IDisposable
     public override string ToString() => $"{_protocol.Name} ({(_initiator ? "initiator" : "responder")}, message {_messageIndex})";
 
     private bool HasPsk => _pattern.PskCount > 0;
+
+    private void ReleaseEphemeral()
+    {
+        if (_ownsEphemeral)
+        {
+            _ownsEphemeral = false;
+            _e!.Dispose();
+        }
+    }
 
     private bool SendsToken(NoiseToken token)
     {
@@ -455,7 +467,7 @@ public sealed class NoiseHandshakeState : IDisposable
         Span<byte> shared = stackalloc byte[DhLength];
         try
         {
-            if (!X25519.TryAgree(local.PrivateKey, remote, shared))
+            if (!local.TryAgree(remote, shared))
             {
                 ThrowHelper.ThrowPeerLink(PeerLinkError.HandshakeFailed, "The peer sent a small-order X25519 public key.");
             }
