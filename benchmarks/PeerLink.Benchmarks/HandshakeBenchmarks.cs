@@ -1,3 +1,5 @@
+extern alias PortableBouncyCastle;
+
 using System;
 using BenchmarkDotNet.Attributes;
 using PeerLink.Security.Noise;
@@ -16,6 +18,8 @@ public class HandshakeBenchmarks
     private readonly byte[] _buffer = new byte[1024];
     private readonly byte[] _payload = new byte[1024];
     private readonly byte[] _shared = new byte[32];
+    private readonly byte[] _bcPrivate = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+    private byte[] _bcPublic = null!;
     private NoiseKeyPair _initiator = null!;
     private NoiseKeyPair _responder = null!;
 
@@ -24,10 +28,21 @@ public class HandshakeBenchmarks
     {
         _initiator = NoiseKeyPair.Generate();
         _responder = NoiseKeyPair.Generate();
+        _bcPublic = _responder.PublicKey.ToArray();
     }
 
     [Benchmark]
     public bool X25519SharedSecret() => _initiator.TryAgree(_responder.PublicKey, _shared);
+
+    /// <summary>The X25519 PeerLink used before NSec (Portable.BouncyCastle 1.8.10), on the same keys.</summary>
+    [Benchmark]
+    public void X25519SharedSecretBouncyCastle1810() =>
+        PortableBouncyCastle::Org.BouncyCastle.Math.EC.Rfc7748.X25519.ScalarMult(_bcPrivate, 0, _bcPublic, 0, _shared, 0);
+
+    /// <summary>BouncyCastle.Cryptography 2.7, its maintained successor (PeerLink takes only BLAKE2s from it).</summary>
+    [Benchmark]
+    public void X25519SharedSecretBouncyCastle27() =>
+        Org.BouncyCastle.Math.EC.Rfc7748.X25519.ScalarMult(_bcPrivate, 0, _bcPublic, 0, _shared, 0);
 
     [Benchmark]
     public void X25519KeyGeneration()

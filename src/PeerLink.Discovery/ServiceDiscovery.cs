@@ -48,7 +48,7 @@ public sealed class ServiceDiscovery : IAsyncDisposable
     /// <param name="loggerFactory">Logging; none when null.</param>
     /// <param name="cancellationToken">Cancels the start.</param>
     /// <exception cref="ArgumentException">The options are inconsistent.</exception>
-    /// <exception cref="PeerLinkException">UDP port 5353 could not be bound (<see cref="PeerLinkError.ConnectionRefused"/>).</exception>
+    /// <exception cref="PeerLinkException">UDP port 5353 could not be bound (<see cref="PeerLinkError.AddressInUse"/> when another socket holds it without address sharing, <see cref="PeerLinkError.AddressNotAvailable"/> without permission).</exception>
     public static Task<ServiceDiscovery> StartAsync(MdnsOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();

@@ -12,6 +12,7 @@ using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using PeerLink.Nat.Stun;
+using PeerLink.Transport;
 
 namespace PeerLink.Nat;
 
@@ -31,7 +32,9 @@ public static class StunClient
     /// <param name="loggerFactory">Logging; none when null.</param>
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <exception cref="PeerLinkException"><see cref="PeerLinkError.StunTimeout"/> when no answer came in time;
-    /// <see cref="PeerLinkError.StunError"/> for an error response or a response that does not verify.</exception>
+    /// <see cref="PeerLinkError.StunError"/> for an error response or a response that does not verify; a socket failure's own
+    /// code (<see cref="PeerLinkError.HostUnreachable"/>, <see cref="PeerLinkError.ConnectionReset"/>, …) when the request
+    /// cannot be sent or the TCP connection fails.</exception>
     public static Task<StunBindingResult> BindingAsync(Socket socket, IPEndPoint server, StunClientOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default) =>
         BindingAsync(socket, server, changeRequest: 0, options, loggerFactory, cancellationToken);
 
@@ -92,7 +95,17 @@ public static class StunClient
                     TimeSpan wait = WaitAfter(attempt, options);
                     NatLog.Transmission(logger, servers[i], attempt, (int)wait.TotalMilliseconds);
                     long sentAt = Stopwatch.GetTimestamp();
-                    await socket.SendToAsync(requests[i].Request, SocketFlags.None, servers[i], cancellationToken).ConfigureAwait(false);
+                    try
+                    {
+                        await socket.SendToAsync(requests[i].Request, SocketFlags.None, servers[i], cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (SocketException e)
+                    {
+                        // This server cannot be reached from here (no route, say): it fails alone, the others go on.
+                        requests[i].Answer.TrySetException(SocketErrors.Map(e, $"Cannot send a Binding request to {servers[i]}"));
+                        return;
+                    }
+
                     Task answered = requests[i].Answer.Task;
                     if (await Task.WhenAny(answered, Task.Delay(wait, cancellationToken)).ConfigureAwait(false) == answered)
                     {
@@ -143,7 +156,7 @@ public static class StunClient
                 {
                     received = await socket.ReceiveFromAsync(buffer, SocketFlags.None, any, cancellationToken).ConfigureAwait(false);
                 }
-                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused or SocketError.MessageSize)
+                catch (SocketException e) when (SocketErrors.IsTransientDatagramError(e))
                 {
                     continue;
                 }
@@ -375,7 +388,7 @@ public static class StunClient
         }
         catch (SocketException e)
         {
-            throw new PeerLinkException(PeerLinkError.ConnectionReset, $"The TCP connection to {server} failed: {e.SocketErrorCode}.", e);
+            throw SocketErrors.Map(e, $"The TCP connection to STUN server {server} failed");
         }
         finally
         {
@@ -424,7 +437,7 @@ public static class StunClient
                         {
                             received = await receiveOn.ReceiveFromAsync(buffer, SocketFlags.None, any, timeout.Token).ConfigureAwait(false);
                         }
-                        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused or SocketError.MessageSize)
+                        catch (SocketException e) when (SocketErrors.IsTransientDatagramError(e))
                         {
                             continue;   // an ICMP error or an oversized datagram: keep waiting for the answer
                         }
@@ -446,6 +459,10 @@ public static class StunClient
             }
 
             throw new PeerLinkException(PeerLinkError.StunTimeout, $"{server} did not answer {options.MaxTransmissions} Binding transmissions (initial RTO {options.InitialRto.TotalMilliseconds} ms).");
+        }
+        catch (SocketException e)
+        {
+            throw SocketErrors.Map(e, $"The Binding transaction with {server} failed");
         }
         finally
         {

@@ -11,6 +11,7 @@ using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using PeerLink.Nat.Stun;
+using PeerLink.Transport;
 
 namespace PeerLink.Nat;
 
@@ -72,7 +73,10 @@ public sealed class StunServer : IAsyncDisposable
     /// <param name="loggerFactory">Logging; none when null.</param>
     /// <param name="cancellationToken">Cancels the start.</param>
     /// <exception cref="ArgumentException">The options are inconsistent; the message says how.</exception>
-    /// <exception cref="SocketException">A socket could not be bound.</exception>
+    /// <exception cref="PeerLinkException">
+    /// A socket could not be bound: <see cref="PeerLinkError.AddressInUse"/>, <see cref="PeerLinkError.AddressNotAvailable"/>,
+    /// or another code that says why.
+    /// </exception>
     public static Task<StunServer> StartAsync(StunServerOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -96,6 +100,10 @@ public sealed class StunServer : IAsyncDisposable
             }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && (options.PrimaryEndPoint.Port == 0 || options.AlternatePort == 0) && attempt < 10)
             {
+            }
+            catch (SocketException e)
+            {
+                throw SocketErrors.Map(e, $"The STUN server cannot bind {options.PrimaryEndPoint}{(options.AlternateAddress is { } a ? $" and {a}" : "")}");
             }
         }
     }
@@ -182,7 +190,7 @@ public sealed class StunServer : IAsyncDisposable
                 {
                     received = await endpoint.Socket.ReceiveMessageFromAsync(buffer, SocketFlags.None, any, _stopping.Token).ConfigureAwait(false);
                 }
-                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.ConnectionRefused)
+                catch (SocketException e) when (SocketErrors.IsTransientDatagramError(e))
                 {
                     continue;   // ICMP errors from earlier sends, or an oversized datagram: not fatal for a server
                 }

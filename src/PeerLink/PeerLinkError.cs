@@ -46,10 +46,10 @@ public enum PeerLinkError
     /// <summary>An identity file can be read by other users than its owner.</summary>
     InsecureIdentityFile = 13,
 
-    /// <summary>A STUN server did not answer within the retransmission schedule.</summary>
+    /// <summary>A server (STUN, and later rendezvous) did not answer within its retransmission schedule or timeout.</summary>
     StunTimeout = 14,
 
-    /// <summary>A STUN server answered with an error response, or with a response that does not verify.</summary>
+    /// <summary>A server (STUN, and later rendezvous) answered with an error, or with a response that does not verify.</summary>
     StunError = 15,
 
     /// <summary>The peer refused this session (authorization, application or network key). It says no more than that.</summary>
@@ -72,4 +72,16 @@ public enum PeerLinkError
 
     /// <summary>No component of the node (such as mDNS discovery) knows where the peer is, or none of its addresses answered.</summary>
     PeerNotFound = 22,
+
+    /// <summary>The local address and port are already in use by another socket (another program, or another node).</summary>
+    AddressInUse = 23,
+
+    /// <summary>The local address does not belong to this host, or binding it is not permitted.</summary>
+    AddressNotAvailable = 24,
+
+    /// <summary>Connecting took longer than the connect timeout, or the network timed the connection out.</summary>
+    ConnectionTimeout = 25,
+
+    /// <summary>No route to the remote host or network, or its name could not be resolved.</summary>
+    HostUnreachable = 26,
 }

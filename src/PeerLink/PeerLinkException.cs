@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using PeerLink.Sessions;
 
 namespace PeerLink;
 
@@ -23,6 +24,19 @@ public sealed class PeerLinkException : IOException
         Error = error;
     }
 
+    internal PeerLinkException(PeerLinkError error, string message, SessionCloseCode remoteCloseCode)
+        : base(message)
+    {
+        Error = error;
+        RemoteCloseCode = remoteCloseCode;
+    }
+
     /// <summary>What went wrong.</summary>
     public PeerLinkError Error { get; }
+
+    /// <summary>
+    /// When the peer closed the session, the reason it gave in its CLOSE record (in the manner of
+    /// <c>QuicException.ApplicationErrorCode</c>); null when the failure did not come from the peer's close.
+    /// </summary>
+    public SessionCloseCode? RemoteCloseCode { get; }
 }

@@ -32,7 +32,7 @@ public sealed class PeerNode : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task[] _acceptLoops;
     private readonly IReadOnlyList<IPeerNodeComponent> _components;
-    private int _pendingHandshakes;
+    private readonly HandshakeAdmission _admission;
     private int _disposed;
 
     internal PeerNode(PeerIdentity identity, PeerNodeOptions options, SecureSessionOptions sessionOptions, IReadOnlyList<IPeerListener> listeners, IPeerConnector connector, IReadOnlyList<IPeerNodeComponent> components, ILoggerFactory loggerFactory)
@@ -45,6 +45,7 @@ public sealed class PeerNode : IAsyncDisposable
         _connector = connector;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<PeerNode>();
+        _admission = new HandshakeAdmission(options.MaxPendingHandshakes, options.MaxPendingHandshakesPerAddress, options.MaxSessions, sessionOptions.TimeProvider);
         _incoming = Channel.CreateBounded<SecureSession>(new BoundedChannelOptions(options.IncomingQueueLength) { SingleWriter = false, FullMode = BoundedChannelFullMode.Wait });
         _acceptLoops = listeners.Select(l => Task.Run(() => AcceptLoopAsync(l))).ToArray();
     }
@@ -124,7 +125,8 @@ public sealed class PeerNode : IAsyncDisposable
             {
                 return await ConnectAsync(endPoint, peer, cancellationToken).ConfigureAwait(false);
             }
-            catch (PeerLinkException e) when (e.Error is PeerLinkError.ConnectionRefused or PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted or PeerLinkError.HandshakeTimeout)
+            catch (PeerLinkException e) when (e.Error is PeerLinkError.ConnectionRefused or PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted
+                or PeerLinkError.ConnectionTimeout or PeerLinkError.HostUnreachable or PeerLinkError.HandshakeTimeout)
             {
                 last = e;   // try the next address
             }
@@ -216,17 +218,21 @@ public sealed class PeerNode : IAsyncDisposable
         {
             while (await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false) is { } connection)
             {
-                if (Interlocked.Increment(ref _pendingHandshakes) > _options.MaxPendingHandshakes || _sessions.Count >= _options.MaxSessions)
+                ShedReason shed = _admission.TryAdmit(connection.RemoteEndPoint, _sessions.Count, out UInt128 source);
+                if (shed != ShedReason.None)
                 {
-                    Interlocked.Decrement(ref _pendingHandshakes);
-                    NodeLog.ConnectionShed(_logger, connection.ConnectionId, _options.MaxPendingHandshakes, _options.MaxSessions);
+                    if (_admission.ShouldLog(out int unlogged))
+                    {
+                        NodeLog.ConnectionShed(_logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?", Describe(shed), unlogged);
+                    }
+
                     connection.Abort();
                     await connection.DisposeAsync().ConfigureAwait(false);
                     continue;
                 }
 
                 handshakes.RemoveAll(t => t.IsCompleted);
-                handshakes.Add(Task.Run(() => HandshakeAsync(connection)));
+                handshakes.Add(Task.Run(() => HandshakeAsync(connection, source)));
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -240,7 +246,14 @@ public sealed class PeerNode : IAsyncDisposable
         await Task.WhenAll(handshakes).ConfigureAwait(false);
     }
 
-    private async Task HandshakeAsync(PeerConnection connection)
+    private string Describe(ShedReason reason) => reason switch
+    {
+        ShedReason.PendingFromAddress => $"{_options.MaxPendingHandshakesPerAddress} handshakes already pending from that address",
+        ShedReason.PendingHandshakes => $"{_options.MaxPendingHandshakes} handshakes already pending",
+        _ => $"{_options.MaxSessions} sessions open",
+    };
+
+    private async Task HandshakeAsync(PeerConnection connection, UInt128 source)
     {
         try
         {
@@ -264,7 +277,7 @@ public sealed class PeerNode : IAsyncDisposable
         }
         finally
         {
-            Interlocked.Decrement(ref _pendingHandshakes);
+            _admission.Release(source);
         }
     }
 

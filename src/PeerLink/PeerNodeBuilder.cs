@@ -13,7 +13,7 @@ namespace PeerLink;
 /// <summary>Settings of a <see cref="PeerNode"/>. Validated and copied when the node starts.</summary>
 public sealed class PeerNodeOptions
 {
-    /// <summary>Settings of every session (network key, authorization, limits, timeouts). The builder sets the identity.</summary>
+    /// <summary>Settings of every session (network key, authorization, limits, timeouts). The node uses its own identity, whatever <see cref="SecureSessionOptions.Identity"/> says, and changes nothing here.</summary>
     public SecureSessionOptions Session { get; } = new();
 
     /// <summary>Settings of TCP listeners and connections.</summary>
@@ -22,6 +22,13 @@ public sealed class PeerNodeOptions
     /// <summary>Incoming handshakes in progress at once; connections beyond this are dropped at once (flood protection).</summary>
     /// <remarks>Defaults to 128.</remarks>
     public int MaxPendingHandshakes { get; set; } = 128;
+
+    /// <summary>
+    /// Incoming handshakes in progress at once from one source (an IPv4 address, or an IPv6 /64); connections beyond this
+    /// are dropped, so that one host holding many silent connections cannot take the slots of other peers.
+    /// </summary>
+    /// <remarks>Defaults to 16. A value above <see cref="MaxPendingHandshakes"/> has the effect of that one.</remarks>
+    public int MaxPendingHandshakesPerAddress { get; set; } = 16;
 
     /// <summary>Sessions open at once; incoming connections beyond this are dropped.</summary>
     /// <remarks>Defaults to 10,000.</remarks>
@@ -36,6 +43,11 @@ public sealed class PeerNodeOptions
         if (MaxPendingHandshakes < 1 || MaxSessions < 1 || IncomingQueueLength < 1)
         {
             throw new ArgumentOutOfRangeException(paramName, "MaxPendingHandshakes, MaxSessions and IncomingQueueLength must be at least 1.");
+        }
+
+        if (MaxPendingHandshakesPerAddress < 1)
+        {
+            throw new ArgumentOutOfRangeException(paramName, "MaxPendingHandshakesPerAddress must be at least 1.");
         }
     }
 }
@@ -132,8 +144,7 @@ public sealed class PeerNodeBuilder
     {
         cancellationToken.ThrowIfCancellationRequested();
         _options.Validate("options");
-        _options.Session.Identity = Identity;
-        SecureSessionOptions session = _options.Session.Validate("options");
+        SecureSessionOptions session = _options.Session.Validate("options", Identity);
         var listeners = new List<IPeerListener>(_listeners);
         try
         {
@@ -186,8 +197,8 @@ internal static partial class NodeLog
     [LoggerMessage(1502, LogLevel.Information, "Node {PeerFingerprint} stopped.", EventName = "NodeStopped")]
     public static partial void Stopped(ILogger logger, string peerFingerprint);
 
-    [LoggerMessage(1503, LogLevel.Warning, "Dropped connection {ConnectionId}: {MaxPending} handshakes pending or {MaxSessions} sessions open.", EventName = "ConnectionShed")]
-    public static partial void ConnectionShed(ILogger logger, string connectionId, int maxPending, int maxSessions);
+    [LoggerMessage(1503, LogLevel.Warning, "Dropped connection {ConnectionId} from {RemoteEndPoint}: {Reason} ({Unlogged} more dropped since the last such message; at most one a second is logged).", EventName = "ConnectionShed")]
+    public static partial void ConnectionShed(ILogger logger, string connectionId, string remoteEndPoint, string reason, int unlogged);
 
     [LoggerMessage(1504, LogLevel.Error, "The accept loop of {EndPoint} failed; it no longer accepts.", EventName = "AcceptLoopFailed")]
     public static partial void AcceptLoopFailed(ILogger logger, EndPoint endPoint, Exception exception);

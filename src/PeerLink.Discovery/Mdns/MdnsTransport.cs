@@ -10,6 +10,8 @@ using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 
+using PeerLink.Transport;
+
 namespace PeerLink.Discovery.Mdns;
 
 /// <summary>An interface that mDNS runs on: its index, name, addresses and the largest packet that fits its MTU.</summary>
@@ -87,7 +89,7 @@ internal sealed class UdpMdnsTransport : IMdnsTransport
         {
             _v4?.Dispose();
             _v6?.Dispose();
-            throw new PeerLinkException(PeerLinkError.ConnectionRefused, $"mDNS could not bind UDP port {Port}: {e.Message}", e);
+            throw SocketErrors.Map(e, $"mDNS could not bind UDP port {Port}");
         }
 
         UpdateLinks();

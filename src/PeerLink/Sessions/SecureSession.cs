@@ -157,6 +157,8 @@ public sealed class SecureSession : IAsyncDisposable
     /// <param name="loggerFactory">Logging; none when null.</param>
     /// <param name="cancellationToken">Cancels the handshake.</param>
     /// <exception cref="PeerLinkException">The handshake failed, timed out, or the peer refused or was refused.</exception>
+    /// <exception cref="ArgumentException"><paramref name="options"/> are incomplete or inconsistent.</exception>
+    /// <exception cref="ObjectDisposedException">The options' network key was disposed.</exception>
     public static Task<SecureSession> ConnectAsync(PeerConnection connection, SecureSessionOptions options, PeerId? expectedPeer = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -170,6 +172,8 @@ public sealed class SecureSession : IAsyncDisposable
     /// <param name="loggerFactory">Logging; none when null.</param>
     /// <param name="cancellationToken">Cancels the handshake.</param>
     /// <exception cref="PeerLinkException">The handshake failed or timed out, or the peer was refused.</exception>
+    /// <exception cref="ArgumentException"><paramref name="options"/> are incomplete or inconsistent.</exception>
+    /// <exception cref="ObjectDisposedException">The options' network key was disposed.</exception>
     public static Task<SecureSession> AcceptAsync(PeerConnection connection, SecureSessionOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -530,7 +534,12 @@ public sealed class SecureSession : IAsyncDisposable
             throw new PeerLinkException(_failure is PeerLinkException p ? p.Error : PeerLinkError.ConnectionAborted, $"The session has failed: {_failure.Message}", _failure);
         }
 
-        if (_closeSent || _remoteClosed)
+        if (_remoteClosed)
+        {
+            throw new PeerLinkException(PeerLinkError.SessionClosed, $"The peer closed the session ({_remoteCloseCode}); nothing more can be sent.", _remoteCloseCode);
+        }
+
+        if (_closeSent)
         {
             throw new PeerLinkException(PeerLinkError.SessionClosed, "The session is closed; nothing more can be sent.");
         }
@@ -1157,7 +1166,7 @@ public sealed class SecureSession : IAsyncDisposable
         SessionCloseCode code = _remoteCloseCode;
         if (code == SessionCloseCode.Refused && !_accepted.Task.IsCompleted)
         {
-            _accepted.TrySetException(new PeerLinkException(PeerLinkError.PeerRefused, "The peer refused the session."));
+            _accepted.TrySetException(new PeerLinkException(PeerLinkError.PeerRefused, "The peer refused the session.", code));
         }
 
         if (code is SessionCloseCode.Normal or SessionCloseCode.Shutdown)
@@ -1166,7 +1175,15 @@ public sealed class SecureSession : IAsyncDisposable
         }
         else
         {
-            _inbox.Complete(new PeerLinkException(code == SessionCloseCode.Refused ? PeerLinkError.PeerRefused : PeerLinkError.ProtocolViolation, $"The peer closed the session: {code}."));
+            PeerLinkError error = code switch
+            {
+                SessionCloseCode.Refused => PeerLinkError.PeerRefused,
+                SessionCloseCode.MessageTooLarge => PeerLinkError.MessageTooLarge,
+                SessionCloseCode.Timeout => PeerLinkError.PeerTimeout,
+                SessionCloseCode.ProtocolViolation => PeerLinkError.ProtocolViolation,
+                _ => PeerLinkError.SessionClosed,      // a code from a newer peer that this version does not know
+            };
+            _inbox.Complete(new PeerLinkException(error, $"The peer closed the session: {code}.", code));
         }
 
         // Answer with our own CLOSE after whatever we still have queued; then the flush loop sends FIN.

@@ -19,15 +19,19 @@ public enum SendQueueFullMode
 /// <summary>Settings of secure sessions. Validated and copied when a session starts, so later changes have no effect on it.</summary>
 public sealed class SecureSessionOptions
 {
-    /// <summary>This peer's identity (its static X25519 key). Required.</summary>
+    /// <summary>This peer's identity (its static X25519 key).</summary>
+    /// <remarks>
+    /// Required by <see cref="SecureSession.ConnectAsync"/> and <see cref="SecureSession.AcceptAsync"/>. A
+    /// <see cref="PeerNode"/> uses its own identity and leaves this property as it is.
+    /// </remarks>
     public PeerIdentity? Identity { get; set; }
 
     /// <summary>
-    /// A 32-byte key shared by all devices of one installation (Noise psk: XXpsk3, IKpsk2). When set, a responder accepts
-    /// only peers that have it, and peers without it cannot complete a handshake.
+    /// A key shared by all devices of one installation (Noise psk: XXpsk3, IKpsk2). When set, a responder accepts only
+    /// peers that have it, and peers without it cannot complete a handshake.
     /// </summary>
-    /// <remarks>Defaults to null (no network key).</remarks>
-    public byte[]? NetworkKey { get; set; }
+    /// <remarks>Defaults to null (no network key). Borrowed: keep it undisposed while sessions use these options.</remarks>
+    public NetworkKey? NetworkKey { get; set; }
 
     /// <summary>The application id sent in the handshake. Peers of different applications refuse each other.</summary>
     /// <remarks>Defaults to "peerlink". At most 64 characters.</remarks>
@@ -107,16 +111,15 @@ public sealed class SecureSessionOptions
     /// <remarks>Defaults to <see cref="TimeProvider.System"/>.</remarks>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
-    internal SecureSessionOptions Validate(string paramName)
+    /// <summary>Checks the options and returns a copy that later changes to this object do not affect.</summary>
+    /// <param name="paramName">The argument to name in an exception.</param>
+    /// <param name="identity">When not null, the copy's identity (a node's own); this object is left as it is.</param>
+    internal SecureSessionOptions Validate(string paramName, PeerIdentity? identity = null)
     {
-        if (Identity is null)
+        identity ??= Identity;
+        if (identity is null)
         {
             throw new ArgumentException("Identity is required.", paramName);
-        }
-
-        if (NetworkKey is not null && NetworkKey.Length != 32)
-        {
-            throw new ArgumentException("NetworkKey must be 32 bytes.", paramName);
         }
 
         if (string.IsNullOrEmpty(ApplicationId) || ApplicationId.Length > 64)
@@ -132,7 +135,8 @@ public sealed class SecureSessionOptions
         Check(Enum.IsDefined(SendQueueFullMode) && TimeProvider is not null, "SendQueueFullMode must be defined and TimeProvider set.");
 
         var copy = (SecureSessionOptions)MemberwiseClone();
-        copy.NetworkKey = (byte[]?)NetworkKey?.Clone();
+        copy.Identity = identity;
+        _ = NetworkKey?.Bytes;      // a disposed key is the caller's mistake: ObjectDisposedException now, not a failed handshake later
         copy.PreferAesGcm = PreferAesGcm || !ChaCha20Poly1305.IsSupported;
         return copy;
 

@@ -30,7 +30,7 @@ internal static class SessionHandshake
         SecureSession? session = null;
         try
         {
-            using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, options.Identity!.KeyPair, expected?.ToArray(), psk ? [options.NetworkKey!] : null);
+            using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, options.Identity!.KeyPair, expected?.ToArray(), psk ? [options.NetworkKey!.Bytes] : null);
             PipeWriter output = connection.Transport.Output;
             PipeReader input = connection.Transport.Input;
             PooledBufferWriter hello = Hello(options);
@@ -105,7 +105,7 @@ internal static class SessionHandshake
             }
 
             NoiseProtocol protocol = SessionWire.Protocol(ik, psk, aesGcm);
-            using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, options.Identity!.KeyPair, default, psk ? [options.NetworkKey!] : null);
+            using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, options.Identity!.KeyPair, default, psk ? [options.NetworkKey!.Bytes] : null);
             int length = await ReadFrameAsync(input, buffer, scope.Timeout).ConfigureAwait(false);
             int payloadLength;
             try

@@ -36,21 +36,29 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
             int count = reader.ReadMapHeader();
             for (int i = 0; i < count; i++)
             {
-                switch (reader.ReadString())
+                // Keys are compared as UTF-8 bytes: no string is made for a key.
+                ReadOnlySequence<byte> key = reader.ReadStringSequence();
+                if (Is(key, "v"u8))
                 {
-                    case "v":
-                        version = reader.ReadInt32();
-                        break;
-                    case "app":
-                        application = reader.ReadString();
-                        break;
-                    case "max":
-                        max = reader.ReadInt32();
-                        break;
-                    default:
-                        reader.Skip();
-                        break;
+                    version = reader.ReadInt32();
                 }
+                else if (Is(key, "app"u8))
+                {
+                    application = reader.ReadString();
+                }
+                else if (Is(key, "max"u8))
+                {
+                    max = reader.ReadInt32();
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+
+            if (!reader.End)
+            {
+                throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"The peer's handshake payload has {reader.Remaining} bytes after its hello map.");
             }
 
             if (version < 1 || application is null || max < 1)
@@ -64,5 +72,22 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
         {
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's handshake payload is not a valid MessagePack map.", e);
         }
+    }
+
+    private static bool Is(in ReadOnlySequence<byte> key, ReadOnlySpan<byte> name)
+    {
+        if (key.Length != name.Length)
+        {
+            return false;
+        }
+
+        if (key.IsSingleSegment)
+        {
+            return key.FirstSpan.SequenceEqual(name);
+        }
+
+        Span<byte> copy = stackalloc byte[name.Length];
+        key.CopyTo(copy);
+        return copy.SequenceEqual(name);
     }
 }

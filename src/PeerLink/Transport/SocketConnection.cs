@@ -197,14 +197,8 @@ internal sealed class SocketConnection : PeerConnection, IDuplexPipe
 
     private PeerLinkException Map(Exception e)
     {
-        SocketError code = e is SocketException s ? s.SocketErrorCode : SocketError.OperationAborted;
-        TransportLog.ConnectionError(_logger, ConnectionId, code);
-        return code switch
-        {
-            SocketError.ConnectionReset or SocketError.Shutdown => new PeerLinkException(PeerLinkError.ConnectionReset, $"Connection {ConnectionId} was reset by the peer.", e),
-            SocketError.OperationAborted or SocketError.Interrupted => new PeerLinkException(PeerLinkError.ConnectionAborted, $"Connection {ConnectionId} was aborted.", e),
-            _ => new PeerLinkException(PeerLinkError.ConnectionReset, $"Connection {ConnectionId} failed: {code}.", e),
-        };
+        TransportLog.ConnectionError(_logger, ConnectionId, e is SocketException s ? s.SocketErrorCode : SocketError.OperationAborted);
+        return SocketErrors.Map(e, $"Connection {ConnectionId} failed");
     }
 
     private void SignalClosed()

@@ -52,7 +52,7 @@ public sealed class TcpPeerListener : IPeerListener
         catch (SocketException e)
         {
             socket.Dispose();
-            throw new PeerLinkException(PeerLinkError.ConnectionRefused, $"Cannot listen on {endPoint}: {e.SocketErrorCode}.", e);
+            throw SocketErrors.Map(e, $"Cannot listen on {endPoint}");
         }
 
         TransportLog.Listening(logger, socket.LocalEndPoint!);
@@ -134,12 +134,12 @@ public sealed class TcpPeerConnector : IPeerConnector
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             socket.Dispose();
-            throw new PeerLinkException(PeerLinkError.ConnectionRefused, $"Connecting to {remoteEndPoint} timed out after {_options.ConnectTimeout.TotalSeconds} s.");
+            throw new PeerLinkException(PeerLinkError.ConnectionTimeout, $"Connecting to {remoteEndPoint} timed out after {_options.ConnectTimeout.TotalSeconds} s.");
         }
         catch (SocketException e)
         {
             socket.Dispose();
-            throw new PeerLinkException(PeerLinkError.ConnectionRefused, $"Cannot connect to {remoteEndPoint}: {e.SocketErrorCode}.", e);
+            throw SocketErrors.Map(e, $"Cannot connect to {remoteEndPoint}");
         }
         catch
         {

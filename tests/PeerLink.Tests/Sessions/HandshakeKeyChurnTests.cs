@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Security.Cryptography;
 using System.Threading;
 using System.Threading.Tasks;
 using PeerLink.Security.Noise;
@@ -31,8 +30,8 @@ public sealed class HandshakeKeyChurnTests : PeerIdentities
     [Fact]
     public async Task NoEphemeralKeyOutlivesItsHandshake()
     {
-        byte[] networkKey = RandomNumberGenerator.GetBytes(32);
-        byte[] otherKey = RandomNumberGenerator.GetBytes(32);
+        using NetworkKey networkKey = NetworkKey.Generate();
+        using NetworkKey otherKey = NetworkKey.Generate();
         int baseline = NoiseKeyPair.LiveCount;
         int peak = baseline;
         int next = -1;
@@ -69,7 +68,7 @@ public sealed class HandshakeKeyChurnTests : PeerIdentities
     }
 
     /// <summary>One handshake of the given kind; true when a session was established (kind 0 only).</summary>
-    private async Task<bool> OneAsync(int kind, byte[] networkKey, byte[] otherKey)
+    private async Task<bool> OneAsync(int kind, NetworkKey networkKey, NetworkKey otherKey)
     {
         (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
         SecureSessionOptions initiator = SessionPair.Options(Alice, o => o.NetworkKey = kind == 3 ? otherKey : networkKey);
@@ -117,13 +116,13 @@ public sealed class HandshakeKeyChurnTests : PeerIdentities
         }
     }
 
-    private async Task SendFirstIkMessageAndHangUpAsync(PeerConnection connection, byte[] networkKey)
+    private async Task SendFirstIkMessageAndHangUpAsync(PeerConnection connection, NetworkKey networkKey)
     {
         byte[] preamble = [.. "PLNK"u8, 1, SessionWire.PatternByte(ik: true, psk: true, aesGcm: false)];
         var hello = new System.Buffers.ArrayBufferWriter<byte>();
         new SessionHello(1, "peerlink", 1 << 20).WriteTo(hello);
         byte[] frame = new byte[2 + 1024];
-        using (var handshake = new NoiseHandshakeState(SessionWire.Protocol(ik: true, psk: true, aesGcm: false), true, preamble, Alice.KeyPair, Bob.PeerId.ToArray(), [networkKey]))
+        using (var handshake = new NoiseHandshakeState(SessionWire.Protocol(ik: true, psk: true, aesGcm: false), true, preamble, Alice.KeyPair, Bob.PeerId.ToArray(), [networkKey.Bytes]))
         {
             int length = handshake.WriteMessage(hello.WrittenSpan, frame.AsSpan(2));
             System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(frame, (ushort)length);

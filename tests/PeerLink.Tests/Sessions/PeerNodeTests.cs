@@ -5,6 +5,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading;
 using System.Threading.Tasks;
+using Microsoft.Extensions.Time.Testing;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 using Xunit;
@@ -114,7 +115,10 @@ public sealed class PeerNodeTests : PeerIdentities
     public async Task AThousandConcurrentSessionsOnOneNode()
     {
         const int Sessions = 1000;
-        await using PeerNode server = await new PeerNodeBuilder(Bob).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
+        // All thousand come from one address here, so the per-address limit is raised to the node's own.
+        await using PeerNode server = await new PeerNodeBuilder(Bob).ListenOn(new IPEndPoint(IPAddress.Loopback, 0))
+            .Configure(o => o.MaxPendingHandshakesPerAddress = o.MaxPendingHandshakes)
+            .StartAsync();
         await using PeerNode client = await new PeerNodeBuilder(Alice).StartAsync();
         var allAccepted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int accepted = 0;
@@ -234,11 +238,120 @@ public sealed class PeerNodeTests : PeerIdentities
     }
 
     [Fact]
+    public async Task OneHostHoldingSilentConnectionsCannotTakeTheOtherPeersSlots()
+    {
+        await using PeerNode server = await new PeerNodeBuilder(Bob)
+            .ListenOn(new IPEndPoint(IPAddress.Loopback, 0))
+            .Configure(o =>
+            {
+                o.MaxPendingHandshakes = 6;
+                o.MaxPendingHandshakesPerAddress = 2;
+            })
+            .StartAsync();
+        await using PeerNode alice = await new PeerNodeBuilder(Alice).StartAsync();
+        var silent = new List<Socket>();
+        try
+        {
+            // Ten silent connections from 127.0.0.2 (another host, as far as the node can tell): two may wait for their
+            // handshake, the other eight are dropped at once; without the per-address limit six would wait and the
+            // listener's slots would be full.
+            for (int i = 0; i < 10; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                silent.Add(socket);
+                socket.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.2"), 0));
+                try
+                {
+                    await socket.ConnectAsync(server.LocalEndPoints[0]);
+                }
+                catch (SocketException)
+                {
+                    // reset while connecting: dropped
+                }
+            }
+
+            // A peer from 127.0.0.1 still gets a session. The node decides in accept order, so by the time this session
+            // is up, every silent connection has been kept or reset.
+            await using SecureSession session = await alice.ConnectAsync(server.LocalEndPoints[0], Bob.PeerId).WaitAsync(SessionPair.Limit);
+            await using SecureSession accepted = (await server.AcceptAsync().AsTask().WaitAsync(SessionPair.Limit))!;
+
+            int kept = silent.Count(s => s.Connected && !s.Poll(0, SelectMode.SelectRead));
+            Assert.Equal(2, kept);
+        }
+        finally
+        {
+            silent.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Theory]
+    [InlineData("192.0.2.1", "192.0.2.1", true)]
+    [InlineData("192.0.2.1", "::ffff:192.0.2.1", true)]
+    [InlineData("192.0.2.1", "192.0.2.2", false)]
+    [InlineData("2001:db8:1:2::1", "2001:db8:1:2:aaaa::9", true)]     // one /64: one host
+    [InlineData("2001:db8:1:2::1", "2001:db8:1:3::1", false)]
+    public void SourcesAreIPv4AddressesOrIPv6Slash64s(string a, string b, bool same)
+    {
+        UInt128 first = HandshakeAdmission.SourceOf(new IPEndPoint(IPAddress.Parse(a), 1));
+        UInt128 second = HandshakeAdmission.SourceOf(new IPEndPoint(IPAddress.Parse(b), 2));
+        Assert.Equal(same, first == second);
+    }
+
+    [Fact]
+    public void RefusalsAreLoggedAtMostOnceASecondWithTheCountLeftOut()
+    {
+        var clock = new FakeTimeProvider();
+        var admission = new HandshakeAdmission(maxPending: 1, maxPerSource: 1, maxSessions: 10, clock);
+        Assert.Equal(ShedReason.None, admission.TryAdmit(null, 0, out UInt128 source));
+        Assert.Equal(ShedReason.PendingHandshakes, admission.TryAdmit(null, 0, out _));
+        Assert.Equal(ShedReason.Sessions, admission.TryAdmit(null, 10, out _));
+
+        Assert.True(admission.ShouldLog(out int unlogged));
+        Assert.Equal(0, unlogged);
+        Assert.False(admission.ShouldLog(out _));
+        Assert.False(admission.ShouldLog(out _));
+        clock.Advance(TimeSpan.FromMilliseconds(999));
+        Assert.False(admission.ShouldLog(out _));
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.True(admission.ShouldLog(out unlogged));
+        Assert.Equal(3, unlogged);
+
+        admission.Release(source);
+        Assert.Equal(0, admission.Pending);
+        Assert.Equal(ShedReason.None, admission.TryAdmit(null, 0, out _));
+    }
+
+    [Fact]
     public async Task BadArgumentsAreNamed()
     {
         await using PeerNode node = await new PeerNodeBuilder(Alice).StartAsync();
         Assert.Throws<ArgumentNullException>("identity", () => new PeerNodeBuilder(null!));
         await Assert.ThrowsAsync<ArgumentNullException>("remoteEndPoint", () => node.ConnectAsync(null!));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => new PeerNodeBuilder(Alice).Configure(o => o.MaxSessions = 0).StartAsync());
+    }
+
+    [Fact]
+    public async Task TheBuilderLeavesTheCallersOptionsAsTheyWere()
+    {
+        PeerNodeOptions? seen = null;
+        await using PeerNode node = await new PeerNodeBuilder(Alice).Configure(o => seen = o).StartAsync();
+        Assert.NotNull(seen);
+        Assert.Null(seen.Session.Identity);      // the node's identity went into its own copy only
+        Assert.Equal(Alice.PeerId, node.PeerId);
+    }
+
+    [Fact]
+    public async Task ADisposedNetworkKeyFailsTheHandshakeInsteadOfUsingZeros()
+    {
+        var key = NetworkKey.Generate();
+        Assert.Equal("NetworkKey (hidden)", key.ToString());
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true, o => o.NetworkKey = key, o => o.NetworkKey = key);
+        key.Dispose();
+
+        (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
+        await using (b)
+        {
+            await Assert.ThrowsAsync<ObjectDisposedException>(() => SecureSession.ConnectAsync(a, SessionPair.Options(Alice, o => o.NetworkKey = key), Bob.PeerId));
+        }
     }
 }

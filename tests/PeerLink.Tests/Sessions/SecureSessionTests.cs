@@ -23,7 +23,7 @@ public sealed class SecureSessionTests : PeerIdentities
     [InlineData(true, true, true, "Noise_IKpsk2_25519_AESGCM_SHA256")]
     public async Task EveryPatternAuthenticatesBothSidesAndCarriesMessages(bool ik, bool psk, bool aesGcm, string protocol)
     {
-        byte[] networkKey = RandomNumberGenerator.GetBytes(32);
+        using NetworkKey networkKey = NetworkKey.Generate();
         void Configure(SecureSessionOptions o)
         {
             o.NetworkKey = psk ? networkKey : null;
@@ -140,6 +140,7 @@ public sealed class SecureSessionTests : PeerIdentities
         await pair.Responder.Completion.WaitAsync(Limit);
         var late = await Assert.ThrowsAsync<PeerLinkException>(() => pair.Responder.SendAsync(new byte[1]).AsTask());
         Assert.Equal(PeerLinkError.SessionClosed, late.Error);
+        Assert.Equal(SessionCloseCode.Normal, late.RemoteCloseCode);     // the peer's reason reaches the application
         await pair.DisposeAsync();
     }
 

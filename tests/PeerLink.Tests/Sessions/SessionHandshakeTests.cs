@@ -37,7 +37,9 @@ public sealed class SessionHandshakeTests : PeerIdentities
 
         Assert.Equal(PeerLinkError.PeerRefused, initiator.Error);
         Assert.Equal("The peer refused the session.", initiator.Message);
+        Assert.Equal(SessionCloseCode.Refused, initiator.RemoteCloseCode);
         Assert.Equal(PeerLinkError.PeerRefused, responder.Error);
+        Assert.Null(responder.RemoteCloseCode);      // the responder refused; nothing came from its peer
     }
 
     [Fact]
@@ -80,8 +82,8 @@ public sealed class SessionHandshakeTests : PeerIdentities
     [InlineData(true, true, PeerLinkError.HandshakeFailed, PeerLinkError.ConnectionReset)]   // IKpsk2 mixes the key into message 2
     public async Task WithoutTheSameNetworkKeyThereIsNoSession(bool initiatorHasKey, bool responderHasKey, PeerLinkError initiatorError, PeerLinkError responderError)
     {
-        byte[] key = RandomNumberGenerator.GetBytes(32);
-        byte[] otherKey = RandomNumberGenerator.GetBytes(32);
+        using NetworkKey key = NetworkKey.Generate();
+        using NetworkKey otherKey = NetworkKey.Generate();
         (PeerLinkException initiator, PeerLinkException responder) = await FailBothAsync(
             connection => SecureSession.ConnectAsync(connection, SessionPair.Options(Alice, o => o.NetworkKey = initiatorHasKey ? key : null), Bob.PeerId),
             connection => SecureSession.AcceptAsync(connection, SessionPair.Options(Bob, o => o.NetworkKey = responderHasKey ? (initiatorHasKey ? otherKey : key) : null)));
@@ -149,7 +151,7 @@ public sealed class SessionHandshakeTests : PeerIdentities
     {
         (PeerConnection a, _) = PeerConnection.CreatePair();
         await Assert.ThrowsAsync<ArgumentException>("options", () => SecureSession.ConnectAsync(a, new SecureSessionOptions()));
-        await Assert.ThrowsAsync<ArgumentException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(Alice, o => o.NetworkKey = new byte[16])));
+        Assert.Throws<ArgumentException>("key", () => new NetworkKey(new byte[16]));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(Alice, o => o.IdleTimeout = o.KeepAliveInterval)));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => SecureSession.ConnectAsync(a, SessionPair.Options(Alice, o => o.MaxMessageSize = 0)));
         await Assert.ThrowsAsync<ArgumentNullException>("connection", () => SecureSession.AcceptAsync(null!, SessionPair.Options(Alice)));

@@ -30,11 +30,15 @@ public sealed class NoiseCipherState : IDisposable
     /// <summary>True once a key is set; before that, "encryption" copies the plaintext (as the Noise spec says).</summary>
     public bool HasKey => _cipher is not null;
 
-    /// <summary>The next nonce. Settable for datagram transports, where the nonce travels with each packet.</summary>
+    /// <summary>The next nonce (the number of messages this state has encrypted or decrypted).</summary>
+    /// <remarks>
+    /// Read-only: setting a nonce backwards would reuse it, which breaks the AEAD. The datagram transport, where the nonce
+    /// travels with each packet, will decrypt with an explicit nonce instead.
+    /// </remarks>
     public ulong Nonce
     {
         get => _nonce;
-        set => _nonce = value;
+        internal set => _nonce = value;
     }
 
     internal NoiseCipherKind Kind => _kind;
