@@ -6,6 +6,7 @@ using System.Threading;
 using System.Threading.Tasks;
 using BenchmarkDotNet.Attributes;
 using PeerLink.Sessions;
+using PeerLink.Transport;
 
 namespace PeerLink.Benchmarks;
 
@@ -291,6 +292,8 @@ public class SessionHandshakeBenchmarks
     private PeerNode _server = null!;
     private PeerNode _client = null!;
     private Socket _listener = null!;
+    private SecureSessionOptions _serverOptions = null!;
+    private SecureSessionOptions _clientOptions = null!;
 
     [GlobalSetup]
     public async Task SetupAsync()
@@ -300,6 +303,8 @@ public class SessionHandshakeBenchmarks
         _server = await new PeerNodeBuilder(_serverIdentity).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
         _client = await new PeerNodeBuilder(_clientIdentity).StartAsync();
         _listener = Loopback.Listen();
+        _serverOptions = new SecureSessionOptions { Identity = _serverIdentity };
+        _clientOptions = new SecureSessionOptions { Identity = _clientIdentity };
     }
 
     [GlobalCleanup]
@@ -333,6 +338,20 @@ public class SessionHandshakeBenchmarks
 
     [Benchmark]
     public Task PeerLinkXX() => ConnectAsync(ik: false);
+
+    /// <summary>The same IK session over an in-memory connection pair: the handshake without sockets (for the breakdown).</summary>
+    [Benchmark]
+    public async Task PeerLinkIKInMemory()
+    {
+        (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
+        Task<SecureSession> accept = SecureSession.AcceptAsync(b, _serverOptions);
+        SecureSession client = await SecureSession.ConnectAsync(a, _clientOptions, _serverIdentity.PeerId);
+        SecureSession server = await accept;
+        client.Abort();
+        server.Abort();
+        await client.DisposeAsync();
+        await server.DisposeAsync();
+    }
 
     private async Task ConnectAsync(bool ik)
     {
