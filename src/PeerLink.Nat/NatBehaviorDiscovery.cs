@@ -182,7 +182,7 @@ public static class NatBehaviorDiscovery
     {
         using Socket x = Bind(localAddress);
         StunBindingResult mapped = await StunClient.BindingAsync(x, server, options.Requests, loggerFactory, cancellationToken).ConfigureAwait(false);
-        await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
+        await Task.Delay(wait, options.Requests.TimeProvider, cancellationToken).ConfigureAwait(false);
         using Socket y = Bind(localAddress);
         return await StunClient.ProbeMappingAsync(y, x, server, (ushort)mapped.MappedAddress.Port, options.FilteringProbes, loggerFactory, cancellationToken).ConfigureAwait(false);
     }

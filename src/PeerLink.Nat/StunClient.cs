@@ -94,7 +94,7 @@ public static class StunClient
                 {
                     TimeSpan wait = WaitAfter(attempt, options);
                     NatLog.Transmission(logger, servers[i], attempt, (int)wait.TotalMilliseconds);
-                    long sentAt = Stopwatch.GetTimestamp();
+                    long sentAt = options.TimeProvider.GetTimestamp();
                     try
                     {
                         await socket.SendToAsync(requests[i].Request, SocketFlags.None, servers[i], cancellationToken).ConfigureAwait(false);
@@ -107,9 +107,9 @@ public static class StunClient
                     }
 
                     Task answered = requests[i].Answer.Task;
-                    if (await Task.WhenAny(answered, Task.Delay(wait, cancellationToken)).ConfigureAwait(false) == answered)
+                    if (await Task.WhenAny(answered, Task.Delay(wait, options.TimeProvider, cancellationToken)).ConfigureAwait(false) == answered)
                     {
-                        timings[i] = Stopwatch.GetElapsedTime(sentAt);
+                        timings[i] = options.TimeProvider.GetElapsedTime(sentAt);
                         return;
                     }
 
@@ -359,11 +359,11 @@ public static class StunClient
         Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, CancellationToken cancellationToken)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(StunConstants.HeaderSize + 65535);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.TcpTransactionTimeout);
+        using var deadline = new CancellationTokenSource(options.TcpTransactionTimeout, options.TimeProvider);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
         try
         {
-            long sentAt = Stopwatch.GetTimestamp();
+            long sentAt = options.TimeProvider.GetTimestamp();
             await socket.SendAsync(request, SocketFlags.None, timeout.Token).ConfigureAwait(false);
             while (true)
             {
@@ -378,7 +378,7 @@ public static class StunClient
                 if (message!.Class is StunClass.SuccessResponse or StunClass.ErrorResponse && message.TransactionId.SequenceEqual(transactionId)
                     && (!message.Has(StunAttributeType.Fingerprint) || message.HasValidFingerprint()))
                 {
-                    return (message, server, Stopwatch.GetElapsedTime(sentAt));
+                    return (message, server, options.TimeProvider.GetElapsedTime(sentAt));
                 }
             }
         }
@@ -422,11 +422,11 @@ public static class StunClient
             {
                 TimeSpan wait = WaitAfter(attempt, options);
                 NatLog.Transmission(logger, server, attempt, (int)wait.TotalMilliseconds);
-                long sentAt = Stopwatch.GetTimestamp();
+                long sentAt = options.TimeProvider.GetTimestamp();
                 await socket.SendToAsync(request, SocketFlags.None, server, cancellationToken).ConfigureAwait(false);
 
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                timeout.CancelAfter(wait);
+                using var deadline = new CancellationTokenSource(wait, options.TimeProvider);
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
                 try
                 {
                     while (true)
@@ -448,7 +448,7 @@ public static class StunClient
                             && message.TransactionId.SequenceEqual(transactionId)
                             && (!message.Has(StunAttributeType.Fingerprint) || message.HasValidFingerprint()))
                         {
-                            return (message, (IPEndPoint)received.RemoteEndPoint, Stopwatch.GetElapsedTime(sentAt));
+                            return (message, (IPEndPoint)received.RemoteEndPoint, options.TimeProvider.GetElapsedTime(sentAt));
                         }
                     }
                 }

@@ -5,6 +5,10 @@ namespace PeerLink.Nat;
 /// <summary>How a <see cref="StunClient"/> retransmits and authenticates. Validated when a request starts.</summary>
 public sealed class StunClientOptions
 {
+    /// <summary>The clock for retransmissions, timeouts and round-trip times.</summary>
+    /// <remarks>Defaults to <see cref="TimeProvider.System"/>.</remarks>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
     /// <summary>The initial retransmission timeout, RTO (RFC 8489 §6.2.1); it doubles after every transmission.</summary>
     /// <remarks>Defaults to 500 ms, the RFC's recommendation. At least 1 ms.</remarks>
     public TimeSpan InitialRto { get; set; } = TimeSpan.FromMilliseconds(500);
@@ -42,6 +46,11 @@ public sealed class StunClientOptions
 
     internal void Validate(string paramName)
     {
+        if (TimeProvider is null)
+        {
+            throw new ArgumentException("TimeProvider must be set.", paramName);
+        }
+
         if (InitialRto < TimeSpan.FromMilliseconds(1) || InitialRto > TimeSpan.FromMinutes(1))
         {
             throw new ArgumentOutOfRangeException(paramName, InitialRto, "InitialRto must be between 1 ms and 1 minute.");

@@ -360,13 +360,11 @@ public sealed class SecureSession : IAsyncDisposable
     public async Task CloseAsync(SessionCloseCode code = SessionCloseCode.Normal, CancellationToken cancellationToken = default)
     {
         SendClose(code, null);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_options.CloseTimeout);
         try
         {
-            await _receiveLoop.WaitAsync(timeout.Token).ConfigureAwait(false);
+            await _receiveLoop.WaitAsync(_options.CloseTimeout, _time, cancellationToken).ConfigureAwait(false);
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException)
         {
             Fail(new PeerLinkException(PeerLinkError.ConnectionAborted, $"{RemotePeerId.ToFingerprint()} did not confirm the close within {_options.CloseTimeout.TotalSeconds} s."), abortConnection: true);
         }

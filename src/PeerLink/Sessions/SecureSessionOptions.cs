@@ -107,7 +107,7 @@ public sealed class SecureSessionOptions
     /// <remarks>Defaults to 5 seconds.</remarks>
     public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>The clock for keepalive, idle timeout and rekey intervals.</summary>
+    /// <summary>The clock for the handshake, keepalive, idle, request and close timeouts and the rekey interval.</summary>
     /// <remarks>Defaults to <see cref="TimeProvider.System"/>.</remarks>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 

@@ -201,13 +201,14 @@ internal static class SessionHandshake
     /// </summary>
     private sealed class HandshakeScope : IDisposable
     {
+        private readonly CancellationTokenSource _deadline;
         private readonly CancellationTokenSource _timeout;
 
         public HandshakeScope(SecureSessionOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
         {
             Logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<SecureSession>();
-            _timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            _timeout.CancelAfter(options.HandshakeTimeout);
+            _deadline = new CancellationTokenSource(options.HandshakeTimeout, options.TimeProvider);   // on the session's clock
+            _timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _deadline.Token);
             Message = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
             Payload = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
         }
@@ -223,6 +224,7 @@ internal static class SessionHandshake
         public void Dispose()
         {
             _timeout.Dispose();
+            _deadline.Dispose();
             ArrayPool<byte>.Shared.Return(Message, clearArray: true);
             ArrayPool<byte>.Shared.Return(Payload, clearArray: true);
         }

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Threading.Tasks;
+using Microsoft.Extensions.Time.Testing;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 using Xunit;
@@ -237,12 +238,18 @@ public sealed class SecureSessionTests : PeerIdentities
     [Fact]
     public async Task ARequestWithoutResponseTimesOut()
     {
-        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true, o => o.RequestTimeout = TimeSpan.FromMilliseconds(300));
+        var clock = new FakeTimeProvider();
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true, o => o.TimeProvider = clock);   // RequestTimeout 30 s
 
-        var error = await Assert.ThrowsAsync<PeerLinkException>(() => pair.Initiator.RequestAsync(new byte[] { 1 }).WaitAsync(Limit));
-
-        Assert.Equal(PeerLinkError.RequestTimeout, error.Error);
+        // With room in the send queue the request is queued at once, and its wait (on the session's clock) has begun.
+        Task<byte[]> request = pair.Initiator.RequestAsync(new byte[] { 1 });
         Assert.True((await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.IsRequest);
+        clock.Advance(TimeSpan.FromSeconds(30) - TimeSpan.FromTicks(1));
+        Assert.False(request.IsCompleted);
+        clock.Advance(TimeSpan.FromTicks(1));
+
+        var error = await Assert.ThrowsAsync<PeerLinkException>(() => request.WaitAsync(Limit));
+        Assert.Equal(PeerLinkError.RequestTimeout, error.Error);
     }
 
     [Fact]

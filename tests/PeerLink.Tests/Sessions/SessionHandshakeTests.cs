@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Security.Cryptography;
 using System.Threading.Tasks;
+using Microsoft.Extensions.Time.Testing;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 using Xunit;
@@ -120,10 +121,14 @@ public sealed class SessionHandshakeTests : PeerIdentities
     [Fact]
     public async Task ASilentPeerHitsTheHandshakeTimeout()
     {
+        var clock = new FakeTimeProvider();
         (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
-        Task<SecureSession> accept = SecureSession.AcceptAsync(b, SessionPair.Options(Bob, o => o.HandshakeTimeout = TimeSpan.FromMilliseconds(300)));
+        Task<SecureSession> accept = SecureSession.AcceptAsync(b, SessionPair.Options(Bob, o => o.TimeProvider = clock));   // HandshakeTimeout 10 s
         await a.Transport.Output.WriteAsync(new byte[] { (byte)'P', (byte)'L', (byte)'N', (byte)'K', 1, 1, 0xFF, 0xFF });   // then a 65535-byte message that never comes
 
+        clock.Advance(TimeSpan.FromSeconds(10) - TimeSpan.FromTicks(1));
+        Assert.False(accept.IsCompleted);
+        clock.Advance(TimeSpan.FromTicks(1));
         var error = await Assert.ThrowsAsync<PeerLinkException>(() => accept.WaitAsync(Limit));
 
         Assert.Equal(PeerLinkError.HandshakeTimeout, error.Error);

@@ -1,5 +1,6 @@
 using System;
 using System.Threading.Tasks;
+using Microsoft.Extensions.Time.Testing;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 using Xunit;
@@ -133,35 +134,43 @@ public sealed class SessionHostileInputTests : PeerIdentities
     [Fact]
     public async Task ASilentPeerIsDeclaredDeadAfterTheIdleTimeout()
     {
-        await using Harness h = await Harness.StartAsync(Mallory, Bob, o =>
-        {
-            o.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
-            o.IdleTimeout = TimeSpan.FromMilliseconds(600);
-        });
+        var clock = new FakeTimeProvider();
+        await using Harness h = await Harness.StartAsync(Mallory, Bob, o => o.TimeProvider = clock);   // keepalive 15 s, idle 45 s
 
-        byte[] ping = await h.Raw.ReceivePlaintextAsync();   // the session probes the silent peer first
+        clock.Advance(TimeSpan.FromSeconds(15));
+        byte[] ping = await h.Raw.ReceivePlaintextAsync().WaitAsync(Limit);   // the session probes the silent peer first
+        Assert.Equal(SessionWire.Ping, ping[0]);
+        Assert.False(h.Session.Completion.IsCompleted);
+
+        clock.Advance(TimeSpan.FromSeconds(30));       // 45 s without a byte from the peer: not yet over the limit
+        Assert.False(h.Session.Completion.IsCompleted);
+        clock.Advance(TimeSpan.FromSeconds(7.5));      // the next keepalive tick finds it over
         PeerLinkException error = await h.FailureAsync();
 
-        Assert.Equal(SessionWire.Ping, ping[0]);
         Assert.Equal(PeerLinkError.PeerTimeout, error.Error);
     }
 
     [Fact]
     public async Task APeerThatAnswersPingsStaysAlive()
     {
+        var clock = new FakeTimeProvider();
         await using Harness h = await Harness.StartAsync(Mallory, Bob, o =>
         {
-            o.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
-            o.IdleTimeout = TimeSpan.FromMilliseconds(1500);
+            o.TimeProvider = clock;
+            o.RekeyInterval = TimeSpan.FromHours(1);    // the raw peer does not follow rekeys; they are tested elsewhere
         });
 
-        // Answer every PING for twice the idle timeout.
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(3))
+        // Ten keepalive intervals, 150 s, more than three idle timeouts: every PING is answered, and the session lives.
+        for (int i = 0; i < 10; i++)
         {
+            clock.Advance(TimeSpan.FromSeconds(15));
             byte[] ping = await h.Raw.ReceivePlaintextAsync().WaitAsync(Limit);
             Assert.Equal(SessionWire.Ping, ping[0]);
-            await h.Raw.SendPlaintextAsync(RawInitiator.Record(SessionWire.Pong, 0, default));
+
+            // The PONG and a message behind it: once the message is received, the session has seen the PONG too.
+            await h.Raw.SendPlaintextAsync([.. RawInitiator.Record(SessionWire.Pong, 0, default), .. RawInitiator.Record(SessionWire.Data, 0, [(byte)i])]);
+            PeerMessage message = (await h.Session.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value;
+            Assert.Equal(i, message.Payload.Span[0]);
         }
 
         Assert.False(h.Session.Completion.IsCompleted);

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading;
 using System.Threading.Tasks;
+using Microsoft.Extensions.Time.Testing;
 using PeerLink.Nat;
 using PeerLink.Nat.Stun;
 using Xunit;
@@ -242,38 +243,51 @@ public sealed class StunClientServerTests
         var steps = new List<string>();
         Task server = Task.Run(async () =>
         {
+            // The script answers by transaction, as a real server does: the first transaction gets 401, the second 438,
+            // the third success, and a retransmission of a transaction gets that transaction's answer again.
+            var answers = new Dictionary<string, byte[]>();
             byte[] buffer = new byte[2048];
-            for (int step = 0; step < 3; step++)
+            while (answers.Count < 3)
             {
                 SocketReceiveFromResult r = await fake.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Any, 0));
                 Assert.True(StunMessage.TryParse(buffer.AsSpan(0, r.ReceivedBytes), out StunMessage? request, out _));
-                var reply = new StunMessageBuilder(step == 2 ? StunClass.SuccessResponse : StunClass.ErrorResponse, StunMethod.Binding, request!.TransactionId);
-                switch (step)
+                string transaction = Convert.ToHexString(request!.TransactionId);
+                if (!answers.TryGetValue(transaction, out byte[]? answer))
                 {
-                    case 0:
-                        steps.Add(request.Has(StunAttributeType.MessageIntegrity) ? "credentials too early" : "unauthenticated");
-                        reply.AddErrorCode(401, "Unauthenticated").AddString(StunAttributeType.Realm, "example.org").AddString(StunAttributeType.Nonce, "n1");
-                        break;
-                    case 1:
-                        steps.Add($"{request.GetUsername()}@{request.GetRealm()} nonce {request.GetNonce()} valid {request.VerifyMessageIntegrity(key)}");
-                        reply.AddErrorCode(438, "Stale Nonce").AddString(StunAttributeType.Realm, "example.org").AddString(StunAttributeType.Nonce, "n2");
-                        break;
-                    default:
-                        steps.Add($"{request.GetUsername()}@{request.GetRealm()} nonce {request.GetNonce()} valid {request.VerifyMessageIntegrity(key)}");
-                        reply.AddAddress(StunAttributeType.XorMappedAddress, (IPEndPoint)r.RemoteEndPoint).AddMessageIntegrity(key);
-                        break;
+                    int step = answers.Count;
+                    var reply = new StunMessageBuilder(step == 2 ? StunClass.SuccessResponse : StunClass.ErrorResponse, StunMethod.Binding, request.TransactionId);
+                    switch (step)
+                    {
+                        case 0:
+                            steps.Add(request.Has(StunAttributeType.MessageIntegrity) ? "credentials too early" : "unauthenticated");
+                            reply.AddErrorCode(401, "Unauthenticated").AddString(StunAttributeType.Realm, "example.org").AddString(StunAttributeType.Nonce, "n1");
+                            break;
+                        case 1:
+                            steps.Add($"{request.GetUsername()}@{request.GetRealm()} nonce {request.GetNonce()} valid {request.VerifyMessageIntegrity(key)}");
+                            reply.AddErrorCode(438, "Stale Nonce").AddString(StunAttributeType.Realm, "example.org").AddString(StunAttributeType.Nonce, "n2");
+                            break;
+                        default:
+                            steps.Add($"{request.GetUsername()}@{request.GetRealm()} nonce {request.GetNonce()} valid {request.VerifyMessageIntegrity(key)}");
+                            reply.AddAddress(StunAttributeType.XorMappedAddress, (IPEndPoint)r.RemoteEndPoint).AddMessageIntegrity(key);
+                            break;
+                    }
+
+                    answers[transaction] = answer = reply.AddFingerprint().ToArray();
                 }
 
-                await fake.SendToAsync(reply.AddFingerprint().ToArray(), SocketFlags.None, r.RemoteEndPoint);
+                await fake.SendToAsync(answer, SocketFlags.None, r.RemoteEndPoint);
             }
         });
 
-        var options = new StunClientOptions { Username = "device", Password = "p\u00ADw", UseLongTermCredentials = true, InitialRto = TimeSpan.FromMilliseconds(200) };
+        // On a clock that only the test moves, the client never retransmits: three transactions, three datagrams.
+        var clock = new FakeTimeProvider();
+        var options = new StunClientOptions { Username = "device", Password = "p\u00ADw", UseLongTermCredentials = true, TimeProvider = clock };
         StunBindingResult result = await StunClient.BindingAsync(socket, (IPEndPoint)fake.LocalEndPoint!, options).WaitAsync(Limit);
         await server.WaitAsync(Limit);
 
         Assert.Equal(socket.LocalEndPoint, result.MappedAddress);
         Assert.Equal(["unauthenticated", "device@example.org nonce n1 valid True", "device@example.org nonce n2 valid True"], steps);
+        Assert.Equal(TimeSpan.Zero, result.RoundTripTime);     // no time passed on the client's clock
     }
 
     [Fact]
