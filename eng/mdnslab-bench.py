@@ -15,7 +15,7 @@ import json, os, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.path.join(ROOT, "eng", "mdnslab.sh")
-DLL = os.path.join(ROOT, "tests", "PeerLink.Tests", "bin", "Release", "net10.0", "PeerLink.Tests.dll")
+DLL = os.path.join(ROOT, "tests", "PeerLink.LabTests", "bin", "Release", "net10.0", "PeerLink.LabTests.dll")
 ENV = dict(os.environ, MDNSLAB_PREFIX="mb-")
 
 

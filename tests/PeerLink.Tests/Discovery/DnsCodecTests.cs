@@ -5,8 +5,8 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using PeerLink.Discovery.Dns;
-using PeerLink.Tests.Infrastructure;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.Discovery;
 

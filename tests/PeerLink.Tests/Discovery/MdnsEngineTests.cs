@@ -8,6 +8,7 @@ using PeerLink.Discovery;
 using PeerLink.Discovery.Dns;
 using PeerLink.Discovery.Mdns;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.Discovery;
 

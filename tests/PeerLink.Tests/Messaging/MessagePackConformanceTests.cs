@@ -4,8 +4,8 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Text.Json;
 using PeerLink.Messaging;
-using PeerLink.Tests.Infrastructure;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.Messaging;
 

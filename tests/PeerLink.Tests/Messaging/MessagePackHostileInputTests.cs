@@ -2,8 +2,8 @@ using System;
 using System.Buffers;
 using System.Linq;
 using PeerLink.Messaging;
-using PeerLink.Tests.Infrastructure;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.Messaging;
 

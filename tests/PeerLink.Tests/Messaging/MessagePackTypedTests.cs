@@ -1,8 +1,8 @@
 using System;
 using System.Buffers;
 using PeerLink.Messaging;
-using PeerLink.Tests.Infrastructure;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.Messaging;
 

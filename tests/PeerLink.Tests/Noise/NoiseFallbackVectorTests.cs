@@ -2,8 +2,8 @@ using System;
 using System.Linq;
 using System.Text.Json;
 using PeerLink.Security.Noise;
-using PeerLink.Tests.Infrastructure;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.Noise;
 

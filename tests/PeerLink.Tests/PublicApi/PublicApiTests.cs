@@ -3,8 +3,8 @@ using System.IO;
 using System.Linq;
 using System.Reflection;
 using System.Text;
-using PeerLink.Tests.Infrastructure;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.PublicApi;
 
@@ -36,11 +36,14 @@ public sealed class PublicApiTests
         Assert.True(approved == actual, $"The public API of {assemblyName} changed. If that is intended, put this in tests/PeerLink.Tests/TestData/api/{assemblyName}.txt:\n{actual}");
     }
 
-    [Fact]
-    public void PublicClassesAreSealedOrStatic()
+    [Theory]
+    [InlineData("PeerLink")]
+    [InlineData("PeerLink.Nat")]
+    [InlineData("PeerLink.Discovery")]
+    public void PublicClassesAreSealedOrStatic(string assemblyName)
     {
         // Abstract classes are allowed only when no other assembly can derive from them (no public or protected constructor).
-        Type[] open = typeof(PeerLinkException).Assembly.GetExportedTypes()
+        Type[] open = Assembly.Load(assemblyName).GetExportedTypes()
             .Where(t => t.IsClass && !t.IsSealed && !(t.IsAbstract && t.IsSealed))
             .Where(t => !t.IsAbstract || t.GetConstructors(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance).Any(c => c.IsPublic || c.IsFamily || c.IsFamilyOrAssembly))
             .ToArray();

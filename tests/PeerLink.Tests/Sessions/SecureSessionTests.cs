@@ -7,6 +7,7 @@ using Microsoft.Extensions.Time.Testing;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.Sessions;
 

@@ -4,8 +4,8 @@ using System.Linq;
 using System.Net;
 using System.Text.Json;
 using PeerLink.Nat.Stun;
-using PeerLink.Tests.Infrastructure;
 using Xunit;
+using PeerLink.Testing;
 
 namespace PeerLink.Tests.Stun;
 

@@ -9,7 +9,7 @@ using PeerLink.Nat;
 using PeerLink.Nat.Stun;
 using Xunit;
 
-namespace PeerLink.Tests.Stun;
+namespace PeerLink.FunctionalTests.Stun;
 
 /// <summary>The STUN client against the STUN server and against scripted fake servers, on loopback only.</summary>
 public sealed class StunClientServerTests

@@ -7,7 +7,7 @@ using PeerLink.Nat;
 using PeerLink.Nat.Stun;
 using Xunit;
 
-namespace PeerLink.Tests.Stun;
+namespace PeerLink.FunctionalTests.Stun;
 
 /// <summary>
 /// The server's long-term credential mechanism (RFC 8489 §9.2.4): the challenge, a stateless nonce bound to the client's

@@ -11,7 +11,7 @@ using PeerLink.Discovery;
 using Microsoft.Extensions.Logging;
 using PeerLink.Sessions;
 
-namespace PeerLink.Tests.MdnsLab;
+namespace PeerLink.LabTests.MdnsLab;
 
 /// <summary>
 /// The mDNS laboratory's side of <see cref="LabHelper"/>: runs inside a namespace of eng/mdnslab.sh on real sockets.

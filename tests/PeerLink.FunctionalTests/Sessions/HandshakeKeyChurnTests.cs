@@ -6,8 +6,9 @@ using PeerLink.Security.Noise;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 using Xunit;
+using PeerLink.Testing;
 
-namespace PeerLink.Tests.Sessions;
+namespace PeerLink.FunctionalTests.Sessions;
 
 /// <summary>Tests that read the process-wide count of live X25519 keys: they run alone, after the parallel tests.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]

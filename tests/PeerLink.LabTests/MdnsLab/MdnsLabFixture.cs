@@ -5,10 +5,10 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
-using PeerLink.Tests.NatLab;
+using PeerLink.LabTests.NatLab;
 using Xunit;
 
-namespace PeerLink.Tests.MdnsLab;
+namespace PeerLink.LabTests.MdnsLab;
 
 /// <summary>
 /// One mDNS laboratory (eng/mdnslab.sh): hosts h1..hN in network namespaces on one bridge, under a prefix of its own.

@@ -5,7 +5,7 @@ using System.Threading.Tasks;
 using PeerLink.Nat;
 using Xunit;
 
-namespace PeerLink.Tests.Stun;
+namespace PeerLink.FunctionalTests.Stun;
 
 /// <summary>Behaviour discovery on loopback (no NAT); the NAT laboratory tests cover real NATs.</summary>
 public sealed class NatBehaviorDiscoveryTests

@@ -6,7 +6,7 @@ using PeerLink.Nat;
 using PeerLink.Transport;
 using Xunit;
 
-namespace PeerLink.Tests.Transport;
+namespace PeerLink.FunctionalTests.Transport;
 
 /// <summary>Socket failures become one PeerLinkException whose code says what happened, at every socket edge.</summary>
 public sealed class SocketErrorTests

@@ -6,9 +6,10 @@ using System.Threading;
 using System.Threading.Tasks;
 using PeerLink.Nat;
 using PeerLink.Nat.Stun;
+using PeerLink.Testing;
 using Xunit;
 
-namespace PeerLink.Tests.Stun;
+namespace PeerLink.FunctionalTests.Stun;
 
 /// <summary>STUN over TCP (RFC 8489 §6.2.2): client and server on loopback.</summary>
 public sealed class StunTcpTests
@@ -130,12 +131,7 @@ public sealed class StunTcpTests
         await Assert.ThrowsAsync<ArgumentException>("socket", () => StunClient.BindingAsync(socket, new IPEndPoint(IPAddress.Loopback, 3478)));
     }
 
-    internal static async Task<Socket> ConnectAsync(IPEndPoint endPoint)
-    {
-        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(endPoint).WaitAsync(Limit);
-        return socket;
-    }
+    private static Task<Socket> ConnectAsync(IPEndPoint endPoint) => TestSockets.ConnectTcpAsync(endPoint, Limit);
 
     private static async Task<StunMessage> ReadMessageAsync(Socket socket)
     {

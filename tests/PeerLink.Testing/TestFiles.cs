@@ -2,7 +2,7 @@ using System;
 using System.IO;
 using System.Text.Json;
 
-namespace PeerLink.Tests.Infrastructure;
+namespace PeerLink.Testing;
 
 /// <summary>Finds and parses the checked-in test data (see TestData/README.md for its origin).</summary>
 internal static class TestFiles

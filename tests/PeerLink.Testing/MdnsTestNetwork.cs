@@ -10,7 +10,7 @@ using PeerLink.Discovery.Dns;
 using PeerLink.Discovery.Mdns;
 using Xunit;
 
-namespace PeerLink.Tests.Discovery;
+namespace PeerLink.Testing;
 
 /// <summary>A clock that moves only when told, firing due timers in order on the caller's thread.</summary>
 internal sealed class ManualClock : TimeProvider

@@ -6,7 +6,7 @@ using PeerLink.Nat;
 using PeerLink.Nat.Stun;
 using Xunit;
 
-namespace PeerLink.Tests.Stun;
+namespace PeerLink.FunctionalTests.Stun;
 
 /// <summary>Several STUN servers queried at once from one socket, and their answers compared.</summary>
 public sealed class StunQueryTests

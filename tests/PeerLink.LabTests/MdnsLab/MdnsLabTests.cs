@@ -3,10 +3,10 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Text.Json;
 using System.Threading.Tasks;
-using PeerLink.Tests.NatLab;
+using PeerLink.LabTests.NatLab;
 using Xunit;
 
-namespace PeerLink.Tests.MdnsLab;
+namespace PeerLink.LabTests.MdnsLab;
 
 /// <summary>
 /// mDNS on real sockets inside network namespaces (eng/mdnslab.sh): PeerLink with PeerLink, and PeerLink with Avahi in

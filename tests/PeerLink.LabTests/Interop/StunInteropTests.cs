@@ -9,9 +9,10 @@ using System.Text.RegularExpressions;
 using System.Threading;
 using System.Threading.Tasks;
 using PeerLink.Nat;
+using PeerLink.Testing;
 using Xunit;
 
-namespace PeerLink.Tests.Stun;
+namespace PeerLink.LabTests.Stun;
 
 /// <summary>
 /// Interoperability with coturn on loopback: our client against coturn's server (anonymous, and long-term credentials
@@ -37,7 +38,7 @@ public sealed partial class StunInteropTests
     public async Task OurClientGetsItsAddressFromCoturnOverTcp()
     {
         await using var coturn = await Coturn.StartAsync();
-        using Socket socket = await StunTcpTests.ConnectAsync(coturn.EndPoint);
+        using Socket socket = await TestSockets.ConnectTcpAsync(coturn.EndPoint, Limit);
 
         StunBindingResult result = await StunClient.BindingAsync(socket, coturn.EndPoint).WaitAsync(Limit);
 

@@ -4,7 +4,7 @@ using System.Text.Json;
 using System.Threading.Tasks;
 using Xunit;
 
-namespace PeerLink.Tests.NatLab;
+namespace PeerLink.LabTests.NatLab;
 
 /// <summary>
 /// RFC 5780 behaviour discovery through real Linux NATs: the PeerLink STUN server runs in the lab's server host (two

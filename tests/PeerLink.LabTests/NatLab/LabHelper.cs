@@ -3,13 +3,13 @@ using System.Net;
 using System.Text.Json;
 using System.Threading.Tasks;
 using PeerLink.Nat;
-using PeerLink.Tests.MdnsLab;
+using PeerLink.LabTests.MdnsLab;
 
-namespace PeerLink.Tests.NatLab;
+namespace PeerLink.LabTests.NatLab;
 
 /// <summary>
-/// The entry point of this assembly, for the NAT laboratory: `dotnet PeerLink.Tests.dll stun-server PRIMARY ALTERNATE`
-/// runs a <see cref="StunServer"/> until its standard input closes; `dotnet PeerLink.Tests.dll nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS]`
+/// The entry point of this assembly, for the NAT laboratory: `dotnet PeerLink.LabTests.dll stun-server PRIMARY ALTERNATE`
+/// runs a <see cref="StunServer"/> until its standard input closes; `dotnet PeerLink.LabTests.dll nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS]`
 /// prints the result of <see cref="NatBehaviorDiscovery"/> as one JSON line. The test host never calls it.
 /// </summary>
 public static class LabHelper
@@ -67,7 +67,7 @@ public static class LabHelper
                     return await MdnsLabHelper.RunAsync(args);
 
                 default:
-                    Console.Error.WriteLine("usage: PeerLink.Tests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS] | " + MdnsLabHelper.Usage);
+                    Console.Error.WriteLine("usage: PeerLink.LabTests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS] | " + MdnsLabHelper.Usage);
                     return 2;
             }
         }

@@ -3,7 +3,7 @@ using System.Threading.Tasks;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 
-namespace PeerLink.Tests.Sessions;
+namespace PeerLink.Testing;
 
 /// <summary>Two peers with their own identities, and a session between them over an in-memory connection pair.</summary>
 internal sealed class SessionPair : IAsyncDisposable

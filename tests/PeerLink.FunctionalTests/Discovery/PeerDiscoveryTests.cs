@@ -5,10 +5,11 @@ using System.Threading;
 using System.Threading.Tasks;
 using PeerLink.Discovery;
 using PeerLink.Sessions;
-using PeerLink.Tests.Sessions;
+using PeerLink.FunctionalTests.Sessions;
 using Xunit;
+using PeerLink.Testing;
 
-namespace PeerLink.Tests.Discovery;
+namespace PeerLink.FunctionalTests.Discovery;
 
 /// <summary>PeerNode with mDNS discovery over an in-memory multicast link, in real time, with real loopback TCP sessions.</summary>
 public sealed class PeerDiscoveryTests : PeerIdentities

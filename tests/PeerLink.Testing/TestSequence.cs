@@ -1,7 +1,7 @@
 using System;
 using System.Buffers;
 
-namespace PeerLink.Tests.Infrastructure;
+namespace PeerLink.Testing;
 
 /// <summary>Builds multi-segment <see cref="ReadOnlySequence{T}"/>s, so that codecs are tested on data split anywhere.</summary>
 internal static class TestSequence

@@ -1,6 +1,6 @@
 using System;
 
-namespace PeerLink.Tests.Sessions;
+namespace PeerLink.Testing;
 
 /// <summary>Three fresh identities per test (xunit makes a new instance per test): two honest peers and an intruder.</summary>
 public abstract class PeerIdentities : IDisposable

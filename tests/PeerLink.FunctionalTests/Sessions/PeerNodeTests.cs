@@ -9,8 +9,9 @@ using Microsoft.Extensions.Time.Testing;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 using Xunit;
+using PeerLink.Testing;
 
-namespace PeerLink.Tests.Sessions;
+namespace PeerLink.FunctionalTests.Sessions;
 
 /// <summary>PeerNode over loopback TCP: connect, accept, refuse, shed, survive bad peers, close everything on dispose.</summary>
 public sealed class PeerNodeTests : PeerIdentities

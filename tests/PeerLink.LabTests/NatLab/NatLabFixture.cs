@@ -8,7 +8,7 @@ using System.Threading;
 using System.Threading.Tasks;
 using Xunit;
 
-namespace PeerLink.Tests.NatLab;
+namespace PeerLink.LabTests.NatLab;
 
 /// <summary>
 /// One NAT laboratory (eng/natlab.sh): six network namespaces with real Linux NAT between them, under a prefix of its

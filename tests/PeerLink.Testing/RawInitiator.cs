@@ -7,7 +7,7 @@ using PeerLink.Security.Noise;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 
-namespace PeerLink.Tests.Sessions;
+namespace PeerLink.Testing;
 
 /// <summary>
 /// A hand-driven XX initiator built from the public Noise API, so that tests can send what a real session never
