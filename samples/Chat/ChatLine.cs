@@ -1,25 +1,8 @@
 using System;
-using PeerLink.Messaging;
+using PolyType;
 
 namespace PeerLink.Samples.Chat;
 
-/// <summary>One chat line, as a MessagePack array [text, sent].</summary>
-internal sealed record ChatLine(string Text, DateTimeOffset Sent) : IMessagePackSerializable<ChatLine>
-{
-    public static ChatLine ReadFrom(ref MessagePackReader reader)
-    {
-        if (reader.ReadArrayHeader() != 2)
-        {
-            throw new PeerLinkException(PeerLinkError.InvalidMessagePack, "A chat line is an array of two.");
-        }
-
-        return new ChatLine(reader.ReadString() ?? string.Empty, reader.ReadTimestamp().ToDateTimeOffset());
-    }
-
-    public void WriteTo(ref MessagePackWriter writer)
-    {
-        writer.WriteArrayHeader(2);
-        writer.Write(Text);
-        writer.Write(Sent);
-    }
-}
+/// <summary>One chat line. <c>[GenerateShape]</c> lets PeerLink serialize it as MessagePack without reflection.</summary>
+[GenerateShape]
+internal sealed partial record ChatLine(string Text, DateTimeOffset Sent);

@@ -9,7 +9,6 @@ using System.IO;
 using System.IO.Pipelines;
 using System.Threading.Tasks;
 using PeerLink;
-using PeerLink.Messaging;
 using PeerLink.Security.Noise;
 using PeerLink.Samples.Hello;
 
@@ -42,12 +41,12 @@ static async Task RunSensorAsync(PeerIdentity me, PeerId lightId, NoiseProtocol 
     byte[] buffer = new byte[65535];
     using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, localStatic: me.KeyPair, remoteStatic: lightId.ToArray());
 
-    int length = handshake.WriteMessage(MessagePackSerializer.SerializeToArray(new Hello("motion-sensor", 1)), buffer);
+    int length = handshake.WriteMessage(Wire.Serializer.Serialize(new Hello("motion-sensor", 1)), buffer);
     await Frames.WriteAsync(output, buffer.AsMemory(0, length));
 
     byte[] reply = await Frames.ReadAsync(input);
     length = handshake.ReadMessage(reply, buffer);
-    Hello greeting = MessagePackSerializer.Deserialize<Hello>(buffer.AsMemory(0, length));
+    Hello greeting = Wire.Read<Hello>(buffer.AsMemory(0, length));
     Console.WriteLine($"sensor: authenticated {new PeerId(handshake.RemoteStaticPublicKey).ToFingerprint()}… ({greeting.Device}), handshake hash {Convert.ToHexString(handshake.HandshakeHash)[..16]}…");
 
     using NoiseTransport transport = handshake.Split();
@@ -55,7 +54,7 @@ static async Task RunSensorAsync(PeerIdentity me, PeerId lightId, NoiseProtocol 
     for (int i = 1; i <= 3; i++)
     {
         message.ResetWrittenCount();
-        MessagePackSerializer.Serialize(message, new MotionEvent("hallway", DateTimeOffset.UtcNow, i * 40));
+        Wire.Serializer.Serialize(message, new MotionEvent("hallway", DateTimeOffset.UtcNow, i * 40));
         length = transport.Send!.EncryptWithAd(default, message.WrittenSpan, buffer);
         await Frames.WriteAsync(output, buffer.AsMemory(0, length));
 
@@ -65,7 +64,7 @@ static async Task RunSensorAsync(PeerIdentity me, PeerId lightId, NoiseProtocol 
             throw new InvalidDataException("The light's answer failed authentication.");
         }
 
-        LightState state = MessagePackSerializer.Deserialize<LightState>(buffer.AsMemory(0, length));
+        LightState state = Wire.Read<LightState>(buffer.AsMemory(0, length));
         Console.WriteLine($"sensor: light is {(state.On ? "on" : "off")} at {state.Brightness}%");
     }
 
@@ -78,10 +77,10 @@ static async Task<int> RunLightAsync(PeerIdentity me, NoiseProtocol protocol, by
     using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, localStatic: me.KeyPair);
 
     int length = handshake.ReadMessage(await Frames.ReadAsync(input), buffer);
-    Hello hello = MessagePackSerializer.Deserialize<Hello>(buffer.AsMemory(0, length));
+    Hello hello = Wire.Read<Hello>(buffer.AsMemory(0, length));
     Console.WriteLine($"light:  {new PeerId(handshake.RemoteStaticPublicKey).ToFingerprint()}… says it is {hello.Device} (protocol version {hello.Version})");
 
-    length = handshake.WriteMessage(MessagePackSerializer.SerializeToArray(new Hello("ceiling-light", 1)), buffer);
+    length = handshake.WriteMessage(Wire.Serializer.Serialize(new Hello("ceiling-light", 1)), buffer);
     await Frames.WriteAsync(output, buffer.AsMemory(0, length));
 
     using NoiseTransport transport = handshake.Split();
@@ -94,12 +93,12 @@ static async Task<int> RunLightAsync(PeerIdentity me, NoiseProtocol protocol, by
             throw new InvalidDataException("A sensor message failed authentication.");
         }
 
-        MotionEvent motion = MessagePackSerializer.Deserialize<MotionEvent>(buffer.AsMemory(0, length));
+        MotionEvent motion = Wire.Read<MotionEvent>(buffer.AsMemory(0, length));
         handled++;
         Console.WriteLine($"light:  motion in {motion.Room} (strength {motion.Strength}) at {motion.Time:HH:mm:ss.fff}");
 
         message.ResetWrittenCount();
-        MessagePackSerializer.Serialize(message, new LightState(true, Math.Min(100, motion.Strength)));
+        Wire.Serializer.Serialize(message, new LightState(true, Math.Min(100, motion.Strength)));
         length = transport.Send!.EncryptWithAd(default, message.WrittenSpan, buffer);
         await Frames.WriteAsync(output, buffer.AsMemory(0, length));
     }

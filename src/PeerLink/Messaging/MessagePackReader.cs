@@ -12,7 +12,7 @@ namespace PeerLink.Messaging;
 /// <summary>An extension value's header: its type code and the length of its data.</summary>
 /// <param name="TypeCode">The application-defined type; negative codes are reserved by MessagePack (-1 is the timestamp).</param>
 /// <param name="Length">The number of data bytes that follow.</param>
-public readonly record struct MessagePackExtensionHeader(sbyte TypeCode, int Length);
+internal readonly record struct MessagePackExtensionHeader(sbyte TypeCode, int Length);
 
 /// <summary>
 /// Reads MessagePack from a <see cref="ReadOnlySequence{T}"/>, which may be split into many segments.
@@ -23,7 +23,7 @@ public readonly record struct MessagePackExtensionHeader(sbyte TypeCode, int Len
 /// Malformed, truncated or too deeply nested data raises <see cref="PeerLinkException"/> with
 /// <see cref="PeerLinkError.InvalidMessagePack"/>. Reading a value of another type than the data holds does too.
 /// </remarks>
-public ref struct MessagePackReader
+internal ref struct MessagePackReader
 {
     private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
     private SequenceReader<byte> _reader;

@@ -3,7 +3,7 @@ using System;
 namespace PeerLink.Messaging;
 
 /// <summary>Limits that protect a reader from hostile MessagePack data.</summary>
-public sealed class MessagePackReaderOptions
+internal sealed class MessagePackReaderOptions
 {
     /// <summary>The options used when none are given.</summary>
     public static MessagePackReaderOptions Default { get; } = new();

@@ -7,7 +7,7 @@ namespace PeerLink.Messaging;
 /// A point in time as MessagePack's timestamp extension carries it: seconds since 1970-01-01T00:00:00Z and nanoseconds.
 /// It covers a wider range and finer precision than <see cref="DateTimeOffset"/>.
 /// </summary>
-public readonly struct MessagePackTimestamp : IEquatable<MessagePackTimestamp>, IComparable<MessagePackTimestamp>
+internal readonly struct MessagePackTimestamp : IEquatable<MessagePackTimestamp>, IComparable<MessagePackTimestamp>
 {
     private const long UnixEpochTicks = 621355968000000000;
 

@@ -1,7 +1,7 @@
 namespace PeerLink.Messaging;
 
 /// <summary>The family of the next MessagePack value.</summary>
-public enum MessagePackType
+internal enum MessagePackType
 {
     /// <summary>The reserved code 0xc1, which no valid data contains.</summary>
     Unknown = 0,

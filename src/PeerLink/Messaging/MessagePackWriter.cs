@@ -12,7 +12,7 @@ namespace PeerLink.Messaging;
 /// <c>PipeWriter</c>, …) without allocating. Bytes are staged in the writer's memory and committed by
 /// <see cref="Flush"/>: call it when done, or nothing reaches the output.
 /// </summary>
-public ref struct MessagePackWriter
+internal ref struct MessagePackWriter
 {
     private readonly IBufferWriter<byte> _output;
     private Span<byte> _span;

@@ -1,5 +1,7 @@
 using System;
+using Nerdbank.MessagePack;
 using PeerLink.Messaging;
+using PolyType;
 
 namespace PeerLink.Sessions;
 
@@ -11,12 +13,15 @@ namespace PeerLink.Sessions;
 /// </summary>
 public readonly struct PeerMessage
 {
-    internal PeerMessage(byte[] buffer, int length, uint requestId, bool isRequest)
+    private readonly MessagePackSerializer? _serializer;
+
+    internal PeerMessage(byte[] buffer, int length, uint requestId, bool isRequest, MessagePackSerializer? serializer = null)
     {
         Buffer = buffer;
         Length = length;
         RequestId = requestId;
         IsRequest = isRequest;
+        _serializer = serializer;
     }
 
     /// <summary>The message bytes; see the type's remarks for how long they stay valid.</summary>
@@ -32,8 +37,26 @@ public readonly struct PeerMessage
 
     internal int Length { get; }
 
-    /// <summary>Reads the payload as a MessagePack value of type <typeparamref name="T"/>.</summary>
-    /// <exception cref="PeerLinkException">The payload is not a valid <typeparamref name="T"/> (<see cref="PeerLinkError.InvalidMessagePack"/>).</exception>
+    /// <summary>
+    /// Reads the payload, in place, as a MessagePack <typeparamref name="T"/> (sent with <see cref="SecureSession.SendAsync{T}(T, System.Threading.CancellationToken)"/>),
+    /// with the session's <see cref="SecureSessionOptions.Serializer"/>.
+    /// </summary>
+    /// <typeparam name="T">A type with a generated shape.</typeparam>
+    /// <exception cref="PeerLinkException">
+    /// <see cref="PeerLinkError.InvalidMessagePack"/>: the payload is not a <typeparamref name="T"/>, has bytes after the value,
+    /// is nil (allowed only for a nullable value type), nests too deeply, or has invalid UTF-8.
+    /// </exception>
     public T Deserialize<T>()
-        where T : IMessagePackSerializable<T> => MessagePackSerializer.Deserialize<T>(Payload);
+        where T : IShapeable<T> => Deserialize(T.GetTypeShape());
+
+    /// <summary>Reads the payload as a <typeparamref name="T"/> whose shape comes from elsewhere (a witness class).</summary>
+    /// <typeparam name="T">The message type.</typeparam>
+    /// <param name="shape">The type's shape.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="shape"/> is null.</exception>
+    /// <exception cref="PeerLinkException"><see cref="PeerLinkError.InvalidMessagePack"/>, as for <see cref="Deserialize{T}()"/>.</exception>
+    public T Deserialize<T>(ITypeShape<T> shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        return TypedMessages.Deserialize(_serializer ?? TypedMessages.DefaultSerializer, Payload, shape);
+    }
 }

@@ -14,6 +14,7 @@ using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using PeerLink.Internal;
 using PeerLink.Messaging;
+using PolyType;
 using PeerLink.Security.Noise;
 using PeerLink.Transport;
 
@@ -189,19 +190,39 @@ public sealed class SecureSession : IAsyncDisposable
     public ValueTask SendAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default) =>
         EnqueueDataAsync(message, 0, 0, cancellationToken);
 
-    /// <summary>Sends a typed MessagePack message.</summary>
+    /// <summary>
+    /// Sends a typed message: <typeparamref name="T"/> is serialized as MessagePack with <see cref="SecureSessionOptions.Serializer"/>.
+    /// Declare message types as <c>[GenerateShape] partial record</c> (PolyType); the peer reads them with
+    /// <see cref="PeerMessage.Deserialize{T}()"/>.
+    /// </summary>
+    /// <typeparam name="T">A type with a generated shape.</typeparam>
     /// <param name="message">The value to serialize.</param>
     /// <param name="cancellationToken">Cancels a wait for queue space.</param>
     /// <exception cref="ArgumentOutOfRangeException">The serialized message exceeds <see cref="MaxMessageSize"/>.</exception>
-    /// <exception cref="PeerLinkException">The session is closed or failed.</exception>
+    /// <exception cref="PeerLinkException">The session is closed or failed, or the value cannot be serialized (<see cref="PeerLinkError.InvalidMessagePack"/>).</exception>
     public ValueTask SendAsync<T>(T message, CancellationToken cancellationToken = default)
-        where T : IMessagePackSerializable<T>
+        where T : IShapeable<T> => SendAsync(message, T.GetTypeShape(), cancellationToken);
+
+    /// <summary>
+    /// Sends a typed message whose shape comes from elsewhere: for a type the application does not own, generate its
+    /// shape on a witness class (<c>[GenerateShapeFor&lt;TheirType&gt;] partial class Witness;</c>) and pass
+    /// <c>TypeShapeResolver.Resolve&lt;TheirType, Witness&gt;()</c>.
+    /// </summary>
+    /// <typeparam name="T">The message type.</typeparam>
+    /// <param name="message">The value to serialize.</param>
+    /// <param name="shape">The type's shape.</param>
+    /// <param name="cancellationToken">Cancels a wait for queue space.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="shape"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The serialized message exceeds <see cref="MaxMessageSize"/>.</exception>
+    /// <exception cref="PeerLinkException">The session is closed or failed, or the value cannot be serialized (<see cref="PeerLinkError.InvalidMessagePack"/>).</exception>
+    public ValueTask SendAsync<T>(T message, ITypeShape<T> shape, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(shape);
         PooledBufferWriter buffer = PooledBufferWriter.Rent();
         bool handedOff = false;
         try
         {
-            MessagePackSerializer.Serialize(buffer, message);
+            TypedMessages.Serialize(_options.Serializer, buffer, message, shape);
             ValueTask pending = EnqueueDataAsync(buffer.WrittenMemory, 0, 0, cancellationToken);
             if (!pending.IsCompleted)
             {
@@ -1145,7 +1166,7 @@ public sealed class SecureSession : IAsyncDisposable
             _queuedReceiveBytes += body.Length;
         }
 
-        if (!_inbox.TryWrite(new PeerMessage(buffer, body.Length, id, isRequest)))
+        if (!_inbox.TryWrite(new PeerMessage(buffer, body.Length, id, isRequest, _options.Serializer)))
         {
             _deliveryBuffers.Return(buffer);
         }

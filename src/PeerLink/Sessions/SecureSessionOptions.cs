@@ -107,6 +107,16 @@ public sealed class SecureSessionOptions
     /// <remarks>Defaults to 5 seconds.</remarks>
     public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// The serializer of typed messages (<see cref="SecureSession.SendAsync{T}(T, CancellationToken)"/>,
+    /// <see cref="PeerMessage.Deserialize{T}()"/>): set your own for other naming policies, converters or security settings.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to Nerdbank.MessagePack's defaults: properties by name, a depth limit, hash-collision-resistant maps.
+    /// Both peers must use compatible settings.
+    /// </remarks>
+    public Nerdbank.MessagePack.MessagePackSerializer Serializer { get; set; } = Messaging.TypedMessages.DefaultSerializer;
+
     /// <summary>The clock for the handshake, keepalive, idle, request and close timeouts and the rekey interval.</summary>
     /// <remarks>Defaults to <see cref="TimeProvider.System"/>.</remarks>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
@@ -133,6 +143,11 @@ public sealed class SecureSessionOptions
         Check(MaxSendQueueBytes >= 1024 && MaxReceiveQueueBytes >= 1024, "MaxSendQueueBytes and MaxReceiveQueueBytes must be at least 1024.");
         Check(RekeyAfterMessages >= 1 && RekeyAfterBytes >= 65536 && RekeyInterval > TimeSpan.Zero, "RekeyAfterMessages must be positive, RekeyAfterBytes at least 64 KiB and RekeyInterval positive.");
         Check(Enum.IsDefined(SendQueueFullMode) && TimeProvider is not null, "SendQueueFullMode must be defined and TimeProvider set.");
+        if (Serializer is null)
+        {
+            throw new ArgumentException("Serializer must be set.", paramName);
+        }
+
 
         var copy = (SecureSessionOptions)MemberwiseClone();
         copy.Identity = identity;
