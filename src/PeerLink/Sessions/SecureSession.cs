@@ -16,6 +16,7 @@ using PeerLink.Internal;
 using PeerLink.Messaging;
 using PolyType;
 using PeerLink.Security.Noise;
+using PeerLink.Sessions.Framing;
 using PeerLink.Transport;
 
 namespace PeerLink.Sessions;
@@ -815,10 +816,8 @@ public sealed class SecureSession : IAsyncDisposable
         }
 
         int ciphertextLength = length + NoiseCipherState.TagSize;
-        Span<byte> destination = _output.GetSpan(SessionWire.LengthPrefixSize + ciphertextLength);
-        BinaryPrimitives.WriteUInt16BigEndian(destination, (ushort)ciphertextLength);
-        _noise.Send!.EncryptWithAd(default, batch.AsSpan(0, length), destination.Slice(SessionWire.LengthPrefixSize, ciphertextLength));
-        _output.Advance(SessionWire.LengthPrefixSize + ciphertextLength);
+        _noise.Send!.EncryptWithAd(default, batch.AsSpan(0, length), NoiseFrame.Begin(_output, ciphertextLength));
+        NoiseFrame.Commit(_output, ciphertextLength);
         if (rekey)
         {
             _noise.Send.Rekey();
@@ -985,28 +984,12 @@ public sealed class SecureSession : IAsyncDisposable
 
     private static bool TryReadMessage(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> ciphertext)
     {
-        ciphertext = default;
-        if (buffer.Length < SessionWire.LengthPrefixSize)
+        if (buffer.Length >= NoiseFrame.PrefixSize && NoiseFrame.PeekLength(buffer) < NoiseCipherState.TagSize)
         {
-            return false;
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"A transport message of {NoiseFrame.PeekLength(buffer)} bytes is shorter than its authentication tag.");
         }
 
-        Span<byte> prefix = stackalloc byte[SessionWire.LengthPrefixSize];
-        buffer.Slice(0, SessionWire.LengthPrefixSize).CopyTo(prefix);
-        int length = BinaryPrimitives.ReadUInt16BigEndian(prefix);
-        if (length < NoiseCipherState.TagSize)
-        {
-            throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"A transport message of {length} bytes is shorter than its authentication tag.");
-        }
-
-        if (buffer.Length < SessionWire.LengthPrefixSize + length)
-        {
-            return false;
-        }
-
-        ciphertext = buffer.Slice(SessionWire.LengthPrefixSize, length);
-        buffer = buffer.Slice(ciphertext.End);
-        return true;
+        return NoiseFrame.TryRead(ref buffer, out ciphertext);
     }
 
     /// <summary>Dispatches the records of one decrypted message. Returns true when it ended with REKEY.</summary>

@@ -12,6 +12,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using PeerLink.Internal;
 using PeerLink.Security.Noise;
+using PeerLink.Sessions.Framing;
 using PeerLink.Transport;
 
 namespace PeerLink.Sessions;
@@ -299,13 +300,7 @@ internal static class SessionHandshake
         return writer;
     }
 
-    private static void WriteFrame(PipeWriter output, byte[] message, int length)
-    {
-        Span<byte> destination = output.GetSpan(SessionWire.LengthPrefixSize + length);
-        BinaryPrimitives.WriteUInt16BigEndian(destination, (ushort)length);
-        message.AsSpan(0, length).CopyTo(destination[SessionWire.LengthPrefixSize..]);
-        output.Advance(SessionWire.LengthPrefixSize + length);
-    }
+    private static void WriteFrame(PipeWriter output, byte[] message, int length) => NoiseFrame.Write(output, message.AsSpan(0, length));
 
     private static async ValueTask FlushAsync(PipeWriter output, CancellationToken cancellationToken)
     {
@@ -314,13 +309,6 @@ internal static class SessionHandshake
         {
             throw new PeerLinkException(PeerLinkError.ConnectionReset, "The peer closed the connection during the handshake.");
         }
-    }
-
-    private static int ReadLength(in ReadOnlySequence<byte> buffer)
-    {
-        Span<byte> prefix = stackalloc byte[SessionWire.LengthPrefixSize];
-        buffer.Slice(0, SessionWire.LengthPrefixSize).CopyTo(prefix);
-        return BinaryPrimitives.ReadUInt16BigEndian(prefix);
     }
 
     /// <summary>The initiator's six-byte preamble, checked before anything else is read.</summary>
@@ -369,16 +357,14 @@ internal static class SessionHandshake
         {
             ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
             ReadOnlySequence<byte> buffer = result.Buffer;
-            if (buffer.Length >= SessionWire.LengthPrefixSize)
+            if (NoiseFrame.TryRead(ref buffer, out ReadOnlySequence<byte> message))
             {
-                int length = ReadLength(buffer);
-                if (buffer.Length >= SessionWire.LengthPrefixSize + length)
-                {
-                    buffer.Slice(SessionWire.LengthPrefixSize, length).CopyTo(destination);
-                    input.AdvanceTo(buffer.GetPosition(SessionWire.LengthPrefixSize + length));
-                    return length;
-                }
+                message.CopyTo(destination);
+                input.AdvanceTo(buffer.Start);
+                return (int)message.Length;
             }
+
+            buffer = result.Buffer;
 
             if (result.IsCompleted)
             {

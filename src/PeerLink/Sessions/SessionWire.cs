@@ -9,7 +9,6 @@ internal static class SessionWire
 {
     public const byte Version = 1;
     public const int PreambleSize = 6;
-    public const int LengthPrefixSize = 2;
     public const int RecordHeaderSize = 4;
 
     /// <summary>Largest plaintext of one transport message.</summary>
