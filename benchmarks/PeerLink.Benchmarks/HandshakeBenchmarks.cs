@@ -20,6 +20,7 @@ public class HandshakeBenchmarks
     private readonly byte[] _shared = new byte[32];
     private readonly byte[] _bcPrivate = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
     private byte[] _bcPublic = null!;
+    private readonly byte[] _generated = new byte[32];
     private NoiseKeyPair _initiator = null!;
     private NoiseKeyPair _responder = null!;
 
@@ -48,6 +49,42 @@ public class HandshakeBenchmarks
     public void X25519KeyGeneration()
     {
         using NoiseKeyPair pair = NoiseKeyPair.Generate();
+    }
+
+    /// <summary>
+    /// The same DH by calling the libsodium that NSec ships, directly, on arrays: what X25519 costs without NSec's
+    /// locked, guarded native object per shared secret (for the breakdown only; PeerLink does not do this).
+    /// </summary>
+    [Benchmark]
+    public unsafe int X25519SharedSecretLibsodiumDirect()
+    {
+        fixed (byte* q = _shared, n = _bcPrivate, p = _bcPublic)
+        {
+            return Libsodium.crypto_scalarmult_curve25519(q, n, p);
+        }
+    }
+
+    /// <summary>Key generation by libsodium directly: random bytes and one base-point multiplication.</summary>
+    [Benchmark]
+    public unsafe int X25519KeyGenerationLibsodiumDirect()
+    {
+        fixed (byte* q = _shared, n = _generated)
+        {
+            Libsodium.randombytes_buf(n, 32);
+            return Libsodium.crypto_scalarmult_curve25519_base(q, n);
+        }
+    }
+
+    private static unsafe class Libsodium
+    {
+        [System.Runtime.InteropServices.DllImport("libsodium")]
+        public static extern int crypto_scalarmult_curve25519(byte* q, byte* n, byte* p);
+
+        [System.Runtime.InteropServices.DllImport("libsodium")]
+        public static extern int crypto_scalarmult_curve25519_base(byte* q, byte* n);
+
+        [System.Runtime.InteropServices.DllImport("libsodium")]
+        public static extern void randombytes_buf(byte* buffer, nuint size);
     }
 
     [Benchmark]
