@@ -72,9 +72,7 @@ public sealed class SecureSession : IAsyncDisposable
     private long _queuedReceiveBytes;
     private TaskCompletionSource? _receiveSpace;
     private byte[]? _lastDelivered;
-    private byte[]? _reassembly;
-    private int _reassemblyLength;
-    private byte _reassemblyFlags;
+    private readonly Reassembler _reassembler = new();
     private bool _remoteClosed;
     private SessionCloseCode _remoteCloseCode;
     private Task _receiveLoop = Task.CompletedTask;
@@ -89,6 +87,7 @@ public sealed class SecureSession : IAsyncDisposable
     // Lifetime.
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ITimer _keepAlive;
+    private readonly SessionKeepAlive _keepAlivePolicy;
     private long _lastReceivedAt;
     private long _lastSentAt;
     private int _disposed;
@@ -111,7 +110,8 @@ public sealed class SecureSession : IAsyncDisposable
         _flusher = new FlushWorkItem(this);
         _deliveryBuffers = new DeliveryBuffers(options.MaxReceiveQueueBytes);
         _keyCreatedAt = _lastReceivedAt = _lastSentAt = _time.GetTimestamp();
-        _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, options.KeepAliveInterval / 2, options.KeepAliveInterval / 2);
+        _keepAlivePolicy = new SessionKeepAlive(options.KeepAliveInterval, options.IdleTimeout);
+        _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, _keepAlivePolicy.TimerPeriod, _keepAlivePolicy.TimerPeriod);
     }
 
     /// <summary>How many times each direction was rekeyed (for tests and diagnostics).</summary>
@@ -424,7 +424,7 @@ public sealed class SecureSession : IAsyncDisposable
 
         _deliveryBuffers.Trim();
 
-        ReturnReassembly();
+        _reassembler.Release();
         _noise.Dispose();
     }
 
@@ -1069,45 +1069,10 @@ public sealed class SecureSession : IAsyncDisposable
 
     private void OnData(byte flags, ReadOnlySpan<byte> body)
     {
-        bool more = (flags & SessionWire.More) != 0;
-        if (_reassembly is null && !more)
+        if (_reassembler.Add(flags, body, _options.MaxMessageSize, out ReadOnlySpan<byte> message, out byte messageFlags))
         {
-            Deliver(flags, body);
-            return;
-        }
-
-        if (_reassembly is null)
-        {
-            _reassemblyFlags = flags;
-            _reassemblyLength = 0;
-            _reassembly = ArrayPool<byte>.Shared.Rent(Math.Max(body.Length * 2, 4096));
-        }
-
-        long total = (long)_reassemblyLength + body.Length;
-        int limit = _options.MaxMessageSize + 4;   // a request or response id may precede the message
-        if (total > limit)
-        {
-            ReturnReassembly();
-            throw new PeerLinkException(PeerLinkError.MessageTooLarge, $"The peer sent a message larger than the limit of {_options.MaxMessageSize} bytes.");
-        }
-
-        if (total > _reassembly.Length)
-        {
-            byte[] larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(Math.Max(total, _reassembly.Length * 2L), limit));
-            _reassembly.AsSpan(0, _reassemblyLength).CopyTo(larger);
-            ArrayPool<byte>.Shared.Return(_reassembly);
-            _reassembly = larger;
-        }
-
-        body.CopyTo(_reassembly.AsSpan(_reassemblyLength));
-        _reassemblyLength = (int)total;
-        if (!more)
-        {
-            byte[] whole = _reassembly;
-            int length = _reassemblyLength;
-            _reassembly = null;
-            Deliver(_reassemblyFlags, whole.AsSpan(0, length));
-            ArrayPool<byte>.Shared.Return(whole);
+            Deliver(messageFlags, message);
+            _reassembler.Release();
         }
     }
 
@@ -1240,14 +1205,6 @@ public sealed class SecureSession : IAsyncDisposable
         }
     }
 
-    private void ReturnReassembly()
-    {
-        if (_reassembly is not null)
-        {
-            ArrayPool<byte>.Shared.Return(_reassembly);
-            _reassembly = null;
-        }
-    }
 
     private async Task DrainSendsAsync()
     {
@@ -1273,28 +1230,27 @@ public sealed class SecureSession : IAsyncDisposable
             return;
         }
 
-        if (_time.GetElapsedTime(Volatile.Read(ref _lastReceivedAt)) > _options.IdleTimeout)
+        bool paused;
+        lock (_receiveGate)
         {
-            bool paused;
-            lock (_receiveGate)
-            {
-                paused = _receiveSpace is not null;
-            }
-
-            if (!paused)
-            {
-                SessionLog.PeerTimedOut(_logger, _connection.ConnectionId, _options.IdleTimeout.TotalSeconds);
-                Fail(new PeerLinkException(PeerLinkError.PeerTimeout, $"Nothing arrived from {RemotePeerId.ToFingerprint()} for {_options.IdleTimeout.TotalSeconds} s: the peer is gone."), abortConnection: true);
-                return;
-            }
+            paused = _receiveSpace is not null;
         }
 
-        if (_time.GetElapsedTime(Volatile.Read(ref _lastSentAt)) >= _options.KeepAliveInterval)
+        KeepAliveAction action = _keepAlivePolicy.Decide(
+            _time.GetElapsedTime(Volatile.Read(ref _lastReceivedAt)), _time.GetElapsedTime(Volatile.Read(ref _lastSentAt)), paused);
+        if ((action & KeepAliveAction.Dead) != 0)
+        {
+            SessionLog.PeerTimedOut(_logger, _connection.ConnectionId, _options.IdleTimeout.TotalSeconds);
+            Fail(new PeerLinkException(PeerLinkError.PeerTimeout, $"Nothing arrived from {RemotePeerId.ToFingerprint()} for {_options.IdleTimeout.TotalSeconds} s: the peer is gone."), abortConnection: true);
+            return;
+        }
+
+        if ((action & KeepAliveAction.SendPing) != 0)
         {
             EnqueueControl(SessionWire.Ping, default);
         }
 
-        if (_time.GetElapsedTime(Volatile.Read(ref _lastReceivedAt)) >= _options.KeepAliveInterval / 2)
+        if ((action & KeepAliveAction.TrimBuffers) != 0)
         {
             _deliveryBuffers.Trim();   // quiet for a while: give the recycled buffers back
         }
