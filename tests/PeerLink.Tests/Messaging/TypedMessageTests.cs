@@ -72,6 +72,20 @@ public sealed partial class TypedMessageTests : PeerIdentities
     }
 
     [Fact]
+    public void NonAsciiStringsPassAndTheReservedCodeIsRefused()
+    {
+        var original = new Reading("Küche 🌡 " + new string('x', 300), 1, [1, 70_000, -5], DateTimeOffset.UnixEpoch);   // str16, uint32, negative
+        Assert.Equal(original.Sensor, RoundTrip(original).Sensor);
+
+        byte[] bytes = Serializer.Serialize(original);
+        int at = Array.IndexOf(bytes, (byte)0xCB);      // the double's float64 code
+        bytes[at] = 0xC1;
+        var error = Assert.Throws<PeerLinkException>(() => TypedMessages.Deserialize(Serializer, bytes, TypeShapeResolver.Resolve<Reading>()));
+        Assert.Equal(PeerLinkError.InvalidMessagePack, error.Error);
+        Assert.Contains("reserved code 0xc1", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void DeepNestingIsRejectedNotAStackOverflow()
     {
         // 10,000 nested one-element arrays where the message expects a Node tree: the library's depth limit stops it.
