@@ -79,10 +79,7 @@ public sealed class SecureSession : IAsyncDisposable
     private readonly TaskCompletionSource _accepted = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     // Requests and pings.
-    private ConcurrentDictionary<uint, TaskCompletionSource<byte[]>>? _requests;   // created by the first request
-    private int _nextRequestId;
-    private TaskCompletionSource<TimeSpan>? _ping;
-    private long _pingSentAt;
+    private readonly RequestTracker _requests;
 
     // Lifetime.
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -109,6 +106,7 @@ public sealed class SecureSession : IAsyncDisposable
         _sendLimit = Math.Min(options.MaxMessageSize, remote.MaxMessageSize);
         _flusher = new FlushWorkItem(this);
         _deliveryBuffers = new DeliveryBuffers(options.MaxReceiveQueueBytes);
+        _requests = new RequestTracker(_time);
         _keyCreatedAt = _lastReceivedAt = _lastSentAt = _time.GetTimestamp();
         _keepAlivePolicy = new SessionKeepAlive(options.KeepAliveInterval, options.IdleTimeout);
         _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, _keepAlivePolicy.TimerPeriod, _keepAlivePolicy.TimerPeriod);
@@ -314,10 +312,7 @@ public sealed class SecureSession : IAsyncDisposable
     /// <exception cref="PeerLinkException">No response within <see cref="SecureSessionOptions.RequestTimeout"/> (<see cref="PeerLinkError.RequestTimeout"/>), or the session ended.</exception>
     public async Task<byte[]> RequestAsync(ReadOnlyMemory<byte> request, CancellationToken cancellationToken = default)
     {
-        uint id = (uint)Interlocked.Increment(ref _nextRequestId);
-        var pending = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
-        ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> requests = LazyInitializer.EnsureInitialized(ref _requests, static () => new());
-        requests[id] = pending;
+        (uint id, TaskCompletionSource<byte[]> pending) = _requests.StartRequest();
         try
         {
             await EnqueueDataAsync(request, SessionWire.Request, id, cancellationToken).ConfigureAwait(false);
@@ -329,7 +324,7 @@ public sealed class SecureSession : IAsyncDisposable
         }
         finally
         {
-            requests.TryRemove(id, out _);
+            _requests.EndRequest(id);
         }
     }
 
@@ -353,8 +348,7 @@ public sealed class SecureSession : IAsyncDisposable
     /// <exception cref="InvalidOperationException">Another ping is in flight.</exception>
     public async Task<TimeSpan> PingAsync(CancellationToken cancellationToken = default)
     {
-        var ping = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (Interlocked.CompareExchange(ref _ping, ping, null) is not null)
+        if (!_requests.TryStartPing(out TaskCompletionSource<TimeSpan> ping))
         {
             throw new InvalidOperationException("Another ping is in flight.");
         }
@@ -363,13 +357,12 @@ public sealed class SecureSession : IAsyncDisposable
         {
             Span<byte> body = stackalloc byte[1];
             body[0] = 1;
-            Volatile.Write(ref _pingSentAt, _time.GetTimestamp());
             EnqueueControl(SessionWire.Ping, body);
             return await ping.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            Interlocked.CompareExchange(ref _ping, null, ping);
+            _requests.EndPing(ping);
         }
     }
 
@@ -1031,9 +1024,9 @@ public sealed class SecureSession : IAsyncDisposable
                     EnqueueControl(SessionWire.Pong, body.Length <= 8 ? body : body[..8]);
                     break;
                 case SessionWire.Pong:
-                    if (!body.IsEmpty && Volatile.Read(ref _ping) is { } ping)
+                    if (!body.IsEmpty)
                     {
-                        ping.TrySetResult(_time.GetElapsedTime(Volatile.Read(ref _pingSentAt)));
+                        _requests.OnPong();     // keepalive PINGs are empty, so their PONGs are not an application's ping
                     }
 
                     break;
@@ -1099,11 +1092,7 @@ public sealed class SecureSession : IAsyncDisposable
 
         if (isResponse)
         {
-            if (_requests is { } requests && requests.TryRemove(id, out TaskCompletionSource<byte[]>? pending))
-            {
-                pending.TrySetResult(body.ToArray());
-            }
-
+            _requests.OnResponse(id, body);
             return;   // a late response to a request that timed out is dropped
         }
 
@@ -1259,7 +1248,7 @@ public sealed class SecureSession : IAsyncDisposable
     private void Complete()
     {
         _inbox.Complete();
-        FailPending(new PeerLinkException(PeerLinkError.SessionClosed, "The session closed before the response arrived."));
+        _requests.FailAll(new PeerLinkException(PeerLinkError.SessionClosed, "The session closed before the response arrived."));
         _completion.TrySetResult();
     }
 
@@ -1284,7 +1273,7 @@ public sealed class SecureSession : IAsyncDisposable
 
         _accepted.TrySetException(error);
         _inbox.Complete(error);
-        FailPending(error);
+        _requests.FailAll(error);
         lock (_receiveGate)
         {
             _receiveSpace?.TrySetResult();
@@ -1294,15 +1283,6 @@ public sealed class SecureSession : IAsyncDisposable
         _ = _completion.Task.Exception;   // observed: the failure is reported through the session's operations
     }
 
-    private void FailPending(Exception error)
-    {
-        foreach (KeyValuePair<uint, TaskCompletionSource<byte[]>> pending in _requests ?? [])
-        {
-            pending.Value.TrySetException(error);
-        }
-
-        Volatile.Read(ref _ping)?.TrySetException(error);
-    }
 
     private void ReturnBatches()
     {
