@@ -163,7 +163,7 @@ public sealed class SecureSession : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(options);
-        return SessionHandshake.InitiateAsync(connection, options.Validate(nameof(options)), expectedPeer, loggerFactory, cancellationToken);
+        return EstablishAsync(connection, options.Validate(nameof(options)), initiator: true, expectedPeer, loggerFactory, cancellationToken);
     }
 
     /// <summary>Accepts a session as the responder over <paramref name="connection"/>, which the session then owns.</summary>
@@ -178,7 +178,48 @@ public sealed class SecureSession : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(options);
-        return SessionHandshake.RespondAsync(connection, options.Validate(nameof(options)), loggerFactory, cancellationToken);
+        return EstablishAsync(connection, options.Validate(nameof(options)), initiator: false, expectedPeer: null, loggerFactory, cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs the handshake, builds the session from its outcome, and confirms with ACCEPT both ways (docs/protocol.md §3);
+    /// a responder that refused the peer sends CLOSE(refused) instead. The handshake's deadline covers the ACCEPT too.
+    /// </summary>
+    private static async Task<SecureSession> EstablishAsync(PeerConnection connection, SecureSessionOptions options, bool initiator, PeerId? expectedPeer, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        using var scope = new HandshakeScope(options, loggerFactory, cancellationToken);
+        HandshakeOutcome outcome = initiator
+            ? await SessionHandshake.InitiateAsync(connection, options, expectedPeer, scope, cancellationToken).ConfigureAwait(false)
+            : await SessionHandshake.RespondAsync(connection, options, scope, cancellationToken).ConfigureAwait(false);
+        var session = new SecureSession(connection, outcome.Transport, outcome.Protocol, outcome.RemoteId, outcome.Remote, initiator, outcome.HandshakeHash, options, scope.Logger);
+        if (outcome.Refused)
+        {
+            // The refused peer learns only "refused", inside the encrypted channel; the connection ends gracefully, so
+            // that it reads the CLOSE rather than a reset.
+            SessionLog.Refused(scope.Logger, connection.ConnectionId, outcome.RemoteId.ToFingerprint());
+            session.SendRefusal();
+            await session.DrainAsync().ConfigureAwait(false);
+            await session.DisposeAsync().ConfigureAwait(false);
+            throw new PeerLinkException(PeerLinkError.PeerRefused, $"Peer {outcome.RemoteId.ToFingerprint()}… was refused (authorization or application id '{outcome.Remote.ApplicationId}').");
+        }
+
+        try
+        {
+            session.SendAccept();
+            await session.StartAsync(scope.Timeout).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Exception error = SessionHandshake.Translate(e, options, cancellationToken);
+            SessionHandshake.LogFailure(scope.Logger, connection, error);
+            session.Abort();
+            await session.DisposeAsync().ConfigureAwait(false);
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+            throw;   // not reached
+        }
+
+        SessionLog.Established(scope.Logger, connection.ConnectionId, outcome.RemoteId.ToFingerprint(), outcome.Protocol.Name);
+        return session;
     }
 
     /// <summary>Sends one message. Completes when the message is queued in order; the session then delivers it unless aborted.</summary>
@@ -422,14 +463,14 @@ public sealed class SecureSession : IAsyncDisposable
     }
 
     /// <summary>Starts the receive loop and waits for the peer's ACCEPT: proof that it completed the handshake and accepts us.</summary>
-    internal async Task StartAsync(CancellationToken cancellationToken)
+    private async Task StartAsync(CancellationToken cancellationToken)
     {
         _receiveLoop = Task.Run(ReceiveLoopAsync, CancellationToken.None);
         await _accepted.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Queues ACCEPT, each side's first record, and flushes it on this thread with whatever the handshake left in the pipe (no thread hop).</summary>
-    internal void SendAccept()
+    private void SendAccept()
     {
         bool flush;
         lock (_sendGate)
@@ -449,13 +490,13 @@ public sealed class SecureSession : IAsyncDisposable
         }
     }
 
-    internal void SendRefusal()
+    private void SendRefusal()
     {
         SendClose(SessionCloseCode.Refused, null);
     }
 
     /// <summary>Waits until everything queued is in the connection's pipe (bounded by the close timeout).</summary>
-    internal async Task DrainAsync()
+    private async Task DrainAsync()
     {
         try
         {

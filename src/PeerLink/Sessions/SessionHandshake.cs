@@ -17,18 +17,30 @@ using PeerLink.Transport;
 
 namespace PeerLink.Sessions;
 
+/// <summary>
+/// What the Noise part of a session handshake produces, and all a <see cref="SecureSession"/> is built from: the handshake
+/// knows nothing of the session, so the dependency runs one way (session → handshake).
+/// </summary>
+/// <param name="Transport">The transport cipher states.</param>
+/// <param name="Protocol">The Noise protocol used.</param>
+/// <param name="RemoteId">The authenticated peer.</param>
+/// <param name="Remote">The peer's hello.</param>
+/// <param name="HandshakeHash">The handshake hash (channel binding).</param>
+/// <param name="Refused">A responder's decision to refuse the peer: the session then sends CLOSE(refused) and ends.</param>
+internal sealed record HandshakeOutcome(NoiseTransport Transport, NoiseProtocol Protocol, PeerId RemoteId, SessionHello Remote, byte[] HandshakeHash, bool Refused);
+
+/// <summary>The Noise handshake of a session over a stream (docs/protocol.md §2–3), up to <c>Split()</c>.</summary>
 internal static class SessionHandshake
 {
-    public static async Task<SecureSession> InitiateAsync(PeerConnection connection, SecureSessionOptions options, PeerId? expected, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    /// <summary>The initiator's side. On failure the connection is released and the error is translated and logged.</summary>
+    public static async Task<HandshakeOutcome> InitiateAsync(PeerConnection connection, SecureSessionOptions options, PeerId? expected, HandshakeScope scope, CancellationToken cancellationToken)
     {
         bool ik = expected.HasValue;
         bool psk = options.NetworkKey is not null;
         byte pattern = SessionWire.PatternByte(ik, psk, options.PreferAesGcm);
         NoiseProtocol protocol = SessionWire.Protocol(ik, psk, options.PreferAesGcm);
         byte[] prologue = Prologue(pattern);
-        using var scope = new HandshakeScope(options, loggerFactory, cancellationToken);
         (ILogger logger, byte[] buffer, byte[] payload) = (scope.Logger, scope.Message, scope.Payload);
-        SecureSession? session = null;
         try
         {
             using var handshake = new NoiseHandshakeState(protocol, initiator: true, prologue, options.Identity!.KeyPair, expected?.ToArray(), psk ? [options.NetworkKey!.Bytes] : null);
@@ -70,29 +82,25 @@ internal static class SessionHandshake
                     WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
                 }
 
-                byte[] hash = handshake.HandshakeHash.ToArray();
-                session = new SecureSession(connection, handshake.Split(), protocol, remoteId, remote, isInitiator: true, hash, options, logger);
-                session.SendAccept();   // flushed at once, after msg3 (XX)
+                // Message 3 (XX) stays in the pipe: the session's ACCEPT flushes it.
+                return new HandshakeOutcome(handshake.Split(), protocol, remoteId, remote, handshake.HandshakeHash.ToArray(), Refused: false);
             }
             finally
             {
                 PooledBufferWriter.Return(hello);
             }
-
-            return await EstablishAsync(session, connection, protocol, logger, scope.Timeout).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            ExceptionDispatchInfo.Throw(await FailAsync(e, connection, session, options, logger, responder: false, cancellationToken).ConfigureAwait(false));
+            ExceptionDispatchInfo.Throw(await FailAsync(e, connection, options, logger, responder: false, cancellationToken).ConfigureAwait(false));
             throw;   // not reached
         }
     }
 
-    public static async Task<SecureSession> RespondAsync(PeerConnection connection, SecureSessionOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    /// <summary>The responder's side. On failure the connection is released and the error is translated and logged.</summary>
+    public static async Task<HandshakeOutcome> RespondAsync(PeerConnection connection, SecureSessionOptions options, HandshakeScope scope, CancellationToken cancellationToken)
     {
-        using var scope = new HandshakeScope(options, loggerFactory, cancellationToken);
         (ILogger logger, byte[] buffer, byte[] payload) = (scope.Logger, scope.Message, scope.Payload);
-        SecureSession? session = null;
         try
         {
             PipeWriter output = connection.Transport.Output;
@@ -144,94 +152,44 @@ internal static class SessionHandshake
                     WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
                 }
 
-                byte[] hash = handshake.HandshakeHash.ToArray();
-                session = new SecureSession(connection, handshake.Split(), protocol, remoteId, remote, isInitiator: false, hash, options, logger);
-                if (!allowed)
-                {
-                    // The refused peer learns only "refused", inside the encrypted channel.
-                    SessionLog.Refused(logger, connection.ConnectionId, remoteId.ToFingerprint());
-                    session.SendRefusal();
-                    await session.DrainAsync().ConfigureAwait(false);
-                    throw new PeerLinkException(PeerLinkError.PeerRefused, $"Peer {remoteId.ToFingerprint()}… was refused (authorization or application id '{remote.ApplicationId}').");
-                }
+                // IK: message 2 stays in the pipe, and the session's ACCEPT (or CLOSE(refused)) goes with it.
+                return new HandshakeOutcome(handshake.Split(), protocol, remoteId, remote, handshake.HandshakeHash.ToArray(), Refused: !allowed);
             }
             finally
             {
                 PooledBufferWriter.Return(hello);
             }
-
-            session.SendAccept();
-            return await EstablishAsync(session, connection, protocol, logger, scope.Timeout).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            ExceptionDispatchInfo.Throw(await FailAsync(e, connection, session, options, logger, responder: true, cancellationToken).ConfigureAwait(false));
+            ExceptionDispatchInfo.Throw(await FailAsync(e, connection, options, logger, responder: true, cancellationToken).ConfigureAwait(false));
             throw;   // not reached
         }
-    }
-
-    /// <summary>Starts the session's receive loop and waits for the peer's ACCEPT.</summary>
-    private static async Task<SecureSession> EstablishAsync(SecureSession session, PeerConnection connection, NoiseProtocol protocol, ILogger logger, CancellationToken cancellationToken)
-    {
-        await session.StartAsync(cancellationToken).ConfigureAwait(false);
-        SessionLog.Established(logger, connection.ConnectionId, session.RemotePeerId.ToFingerprint(), protocol.Name);
-        return session;
     }
 
     /// <summary>
     /// After a failed handshake: translates the error into the code the caller sees, logs it (a responder's own refusal
     /// is logged where it is decided), and releases the connection. Returns the exception to throw.
     /// </summary>
-    private static async Task<Exception> FailAsync(Exception e, PeerConnection connection, SecureSession? session, SecureSessionOptions options, ILogger logger, bool responder, CancellationToken cancellationToken)
+    private static async Task<Exception> FailAsync(Exception e, PeerConnection connection, SecureSessionOptions options, ILogger logger, bool responder, CancellationToken cancellationToken)
     {
         Exception error = Translate(e, options, cancellationToken);
-        bool refusedHere = responder && error is PeerLinkException { Error: PeerLinkError.PeerRefused };
-        if (!refusedHere)
+        if (!(responder && error is PeerLinkException { Error: PeerLinkError.PeerRefused }))
         {
-            SessionLog.HandshakeFailed(logger, connection.ConnectionId, (error as PeerLinkException)?.Error ?? PeerLinkError.Unknown, error.Message);
+            // (A responder's own refusal is logged where it is decided.)
+            LogFailure(logger, connection, error);
         }
 
-        // A responder's refusal goes out gracefully, so that the peer reads its CLOSE(refused) rather than a reset.
-        await DisposeAfterFailureAsync(connection, session, graceful: refusedHere).ConfigureAwait(false);
+        await connection.DisposeAsync().ConfigureAwait(false);
         return error;
     }
 
-    /// <summary>
-    /// What one handshake owns: its logger, the deadline (linked to the caller's token), and two buffers that are cleared
-    /// when returned because they held key material.
-    /// </summary>
-    private sealed class HandshakeScope : IDisposable
-    {
-        private readonly CancellationTokenSource _deadline;
-        private readonly CancellationTokenSource _timeout;
+    /// <summary>Logs a failed handshake or establishment.</summary>
+    public static void LogFailure(ILogger logger, PeerConnection connection, Exception error) =>
+        SessionLog.HandshakeFailed(logger, connection.ConnectionId, (error as PeerLinkException)?.Error ?? PeerLinkError.Unknown, error.Message);
 
-        public HandshakeScope(SecureSessionOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
-        {
-            Logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<SecureSession>();
-            _deadline = new CancellationTokenSource(options.HandshakeTimeout, options.TimeProvider);   // on the session's clock
-            _timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _deadline.Token);
-            Message = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
-            Payload = ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
-        }
-
-        public ILogger Logger { get; }
-
-        public CancellationToken Timeout => _timeout.Token;
-
-        public byte[] Message { get; }
-
-        public byte[] Payload { get; }
-
-        public void Dispose()
-        {
-            _timeout.Dispose();
-            _deadline.Dispose();
-            ArrayPool<byte>.Shared.Return(Message, clearArray: true);
-            ArrayPool<byte>.Shared.Return(Payload, clearArray: true);
-        }
-    }
-
-    private static Exception Translate(Exception e, SecureSessionOptions options, CancellationToken cancellationToken) => e switch
+    /// <summary>The exception the caller sees for a failure during the handshake or while waiting for the peer's ACCEPT.</summary>
+    public static Exception Translate(Exception e, SecureSessionOptions options, CancellationToken cancellationToken) => e switch
     {
         OperationCanceledException when !cancellationToken.IsCancellationRequested =>
             new PeerLinkException(PeerLinkError.HandshakeTimeout, $"The handshake did not complete within {options.HandshakeTimeout.TotalSeconds} s.", e),
@@ -244,22 +202,6 @@ internal static class SessionHandshake
         _ => e,
     };
 
-    private static async Task DisposeAfterFailureAsync(PeerConnection connection, SecureSession? session, bool graceful = false)
-    {
-        if (session is not null)
-        {
-            if (!graceful)
-            {
-                session.Abort();
-            }
-
-            await session.DisposeAsync().ConfigureAwait(false);
-        }
-        else
-        {
-            await connection.DisposeAsync().ConfigureAwait(false);
-        }
-    }
 
     private static async ValueTask<bool> IsAllowedAsync(SecureSessionOptions options, PeerId peer, ILogger logger, CancellationToken cancellationToken)
     {
