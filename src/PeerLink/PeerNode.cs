@@ -30,9 +30,12 @@ public sealed class PeerNode : IAsyncDisposable
     private readonly Channel<SecureSession> _incoming;
     private readonly ConcurrentDictionary<SecureSession, byte> _sessions = new();
     private readonly CancellationTokenSource _stopping = new();
+    private const int MaxRememberedAesPeers = 10_000;      // bounded: beyond it, new peers keep ChaCha20-Poly1305
     private readonly Task[] _acceptLoops;
     private readonly IReadOnlyList<IPeerNodeComponent> _components;
     private readonly HandshakeAdmission _admission;
+    private readonly SecureSessionOptions? _aesGcmOptions;     // the session options with PreferAesGcm, when AES-GCM may be agreed
+    private readonly ConcurrentDictionary<PeerId, byte> _aesPeers = new();   // peers that announced AES instructions
     private int _disposed;
 
     internal PeerNode(PeerIdentity identity, PeerNodeOptions options, SecureSessionOptions sessionOptions, IReadOnlyList<IPeerListener> listeners, IPeerConnector connector, IReadOnlyList<IPeerNodeComponent> components, ILoggerFactory loggerFactory)
@@ -45,6 +48,12 @@ public sealed class PeerNode : IAsyncDisposable
         _connector = connector;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<PeerNode>();
+        if (sessionOptions.AgreeOnAesGcm && !sessionOptions.PreferAesGcm && SessionWire.HasAesHardware)
+        {
+            _aesGcmOptions = sessionOptions.Validate("options");
+            _aesGcmOptions.PreferAesGcm = true;
+        }
+
         _admission = new HandshakeAdmission(options.MaxPendingHandshakes, options.MaxPendingHandshakesPerAddress, options.MaxSessions, sessionOptions.TimeProvider);
         _incoming = Channel.CreateBounded<SecureSession>(new BoundedChannelOptions(options.IncomingQueueLength) { SingleWriter = false, FullMode = BoundedChannelFullMode.Wait });
         _acceptLoops = listeners.Select(l => Task.Run(() => AcceptLoopAsync(l))).ToArray();
@@ -82,8 +91,10 @@ public sealed class PeerNode : IAsyncDisposable
         SecureSession session;
         try
         {
+            // A peer that announced AES instructions in an earlier session gets AES-GCM (IK only: the peer is known).
+            SecureSessionOptions options = expectedPeer is { } known && _aesGcmOptions is not null && _aesPeers.ContainsKey(known) ? _aesGcmOptions : _sessionOptions;
             PeerConnection connection = await _connector.ConnectAsync(remoteEndPoint, cancellationToken).ConfigureAwait(false);
-            session = await SecureSession.ConnectAsync(connection, _sessionOptions, expectedPeer, _loggerFactory, cancellationToken).ConfigureAwait(false);
+            session = await SecureSession.ConnectAsync(connection, options, expectedPeer, _loggerFactory, cancellationToken).ConfigureAwait(false);
         }
         catch (PeerLinkException e) when (e.Error == PeerLinkError.RemoteKeyMismatch && _sessionOptions.FallbackToXX)
         {
@@ -284,6 +295,18 @@ public sealed class PeerNode : IAsyncDisposable
     private void Track(SecureSession session)
     {
         _sessions[session] = 0;
+        if (_aesGcmOptions is not null)
+        {
+            if (!session.RemoteHasAesHardware)
+            {
+                _aesPeers.TryRemove(session.RemotePeerId, out _);
+            }
+            else if (_aesPeers.Count < MaxRememberedAesPeers || _aesPeers.ContainsKey(session.RemotePeerId))
+            {
+                _aesPeers[session.RemotePeerId] = 0;
+            }
+        }
+
         _ = session.Completion.ContinueWith(
             static (_, state) =>
             {

@@ -101,6 +101,7 @@ public sealed class SecureSession : IAsyncDisposable
         Protocol = protocol;
         RemotePeerId = remotePeerId;
         RemoteApplicationId = remote.ApplicationId;
+        RemoteHasAesHardware = remote.AesHardware;
         IsInitiator = isInitiator;
         HandshakeHash = handshakeHash;
         _sendLimit = Math.Min(options.MaxMessageSize, remote.MaxMessageSize);
@@ -125,6 +126,9 @@ public sealed class SecureSession : IAsyncDisposable
 
     /// <summary>The application id the peer announced.</summary>
     public string RemoteApplicationId { get; }
+
+    /// <summary>The peer announced AES instructions (hello feature "aes-hw"); a node then prefers AES-GCM for it.</summary>
+    internal bool RemoteHasAesHardware { get; }
 
     /// <summary>True on the side that opened the session.</summary>
     public bool IsInitiator { get; }

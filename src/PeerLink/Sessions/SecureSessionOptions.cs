@@ -45,6 +45,15 @@ public sealed class SecureSessionOptions
     /// <remarks>Defaults to false; AES-GCM is used anyway where the platform lacks ChaCha20-Poly1305. Responders accept both.</remarks>
     public bool PreferAesGcm { get; set; }
 
+    /// <summary>
+    /// Whether a <see cref="PeerNode"/> agrees on AES-256-GCM with peers that, like this device, have AES instructions:
+    /// every hello announces them (feature "aes-hw"), the node remembers which peers did, and its later IK connections
+    /// to such a peer use AES-GCM. The first connection to a peer, and every connection to or from a peer without AES
+    /// instructions, keeps ChaCha20-Poly1305, which is faster in software.
+    /// </summary>
+    /// <remarks>Defaults to true. Has no effect where this device lacks AES instructions, or when <see cref="PreferAesGcm"/> is set.</remarks>
+    public bool AgreeOnAesGcm { get; set; } = true;
+
     /// <summary>How long a handshake may take, from the preamble to the session being established.</summary>
     /// <remarks>Defaults to 10 seconds.</remarks>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);

@@ -238,7 +238,7 @@ internal static class SessionHandshake
     private static PooledBufferWriter Hello(SecureSessionOptions options)
     {
         PooledBufferWriter writer = PooledBufferWriter.Rent();
-        new SessionHello(SessionWire.Version, options.ApplicationId, options.MaxMessageSize).WriteTo(writer);
+        new SessionHello(SessionWire.Version, options.ApplicationId, options.MaxMessageSize, SessionWire.HasAesHardware).WriteTo(writer);
         return writer;
     }
 

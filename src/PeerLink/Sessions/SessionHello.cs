@@ -5,7 +5,11 @@ using PeerLink.Messaging;
 
 namespace PeerLink.Sessions;
 
-internal readonly record struct SessionHello(int Version, string ApplicationId, int MaxMessageSize)
+/// <param name="Version">The protocol version.</param>
+/// <param name="ApplicationId">The application id.</param>
+/// <param name="MaxMessageSize">The largest message the sender accepts.</param>
+/// <param name="AesHardware">The sender has AES instructions (feature "aes-hw"), so AES-GCM is cheap for it.</param>
+internal readonly record struct SessionHello(int Version, string ApplicationId, int MaxMessageSize, bool AesHardware = false)
 {
     public void WriteTo(IBufferWriter<byte> output)
     {
@@ -18,9 +22,14 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
         writer.Write("max");
         writer.Write(MaxMessageSize);
         writer.Write("feat");
-        writer.WriteArrayHeader(2);
+        writer.WriteArrayHeader(AesHardware ? 3 : 2);
         writer.Write("coalesce");
         writer.Write("rekey");
+        if (AesHardware)
+        {
+            writer.Write("aes-hw");
+        }
+
         writer.Flush();
     }
 
@@ -33,6 +42,7 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
             int version = 0;
             string? application = null;
             int max = 0;
+            bool aesHardware = false;
             int count = reader.ReadMapHeader();
             for (int i = 0; i < count; i++)
             {
@@ -50,6 +60,20 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
                 {
                     max = reader.ReadInt32();
                 }
+                else if (Is(key, "feat"u8) && reader.NextType == MessagePackType.Array)
+                {
+                    for (int n = reader.ReadArrayHeader(); n > 0; n--)
+                    {
+                        if (reader.NextType != MessagePackType.String)
+                        {
+                            reader.Skip();      // features are strings; anything else is ignored
+                        }
+                        else if (Is(reader.ReadStringSequence(), "aes-hw"u8))
+                        {
+                            aesHardware = true;
+                        }
+                    }
+                }
                 else
                 {
                     reader.Skip();
@@ -66,7 +90,7 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
                 throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's handshake payload lacks the protocol version, application id or maximum message size.");
             }
 
-            return new SessionHello(version, application, max);
+            return new SessionHello(version, application, max, aesHardware);
         }
         catch (PeerLinkException e) when (e.Error == PeerLinkError.InvalidMessagePack)
         {

@@ -322,6 +322,26 @@ public sealed class PeerNodeTests : PeerIdentities
         Assert.Equal(ShedReason.None, admission.TryAdmit(null, 0, out _));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task PeersWithAesInstructionsAgreeOnAesGcmFromTheirSecondSession(bool agree)
+    {
+        await using PeerNode server = await new PeerNodeBuilder(Bob).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
+        await using PeerNode client = await new PeerNodeBuilder(Alice).Configure(o => o.Session.AgreeOnAesGcm = agree).StartAsync();
+
+        await using SecureSession first = await client.ConnectAsync(server.LocalEndPoints[0], Bob.PeerId).WaitAsync(SessionPair.Limit);
+        await using SecureSession firstAccepted = (await server.AcceptAsync().AsTask().WaitAsync(SessionPair.Limit))!;
+        Assert.Equal("ChaChaPoly", first.Protocol.CipherName);        // nothing is known of the peer yet
+        Assert.Equal(SessionWire.HasAesHardware, firstAccepted.RemoteHasAesHardware);
+
+        await using SecureSession second = await client.ConnectAsync(server.LocalEndPoints[0], Bob.PeerId).WaitAsync(SessionPair.Limit);
+        await using SecureSession secondAccepted = (await server.AcceptAsync().AsTask().WaitAsync(SessionPair.Limit))!;
+        string expected = agree && SessionWire.HasAesHardware ? "AESGCM" : "ChaChaPoly";   // both ends are this machine
+        Assert.Equal(expected, second.Protocol.CipherName);
+        Assert.Equal(expected, secondAccepted.Protocol.CipherName);
+    }
+
     [Fact]
     public async Task BadArgumentsAreNamed()
     {

@@ -37,6 +37,38 @@ public sealed class SessionHelloTests
     }
 
     [Fact]
+    public void TheAesFeatureIsReadAmongOthersOfAnyType()
+    {
+        var writer = new ArrayBufferWriter<byte>();
+        new SessionHello(1, "peerlink", 1024, AesHardware: true).WriteTo(writer);
+        Assert.True(SessionHello.Read(writer.WrittenMemory).AesHardware);
+
+        writer.ResetWrittenCount();
+        new SessionHello(1, "peerlink", 1024).WriteTo(writer);
+        Assert.False(SessionHello.Read(writer.WrittenMemory).AesHardware);
+
+        byte[] mixed = Write((ref MessagePackWriter w) =>
+        {
+            w.WriteMapHeader(4);
+            w.Write("feat");
+            w.WriteArrayHeader(4);
+            w.WriteMapHeader(1);     // not a string: skipped, whatever it holds
+            w.Write("aes-hw");
+            w.Write(true);
+            w.Write("aes-hw-2");
+            w.Write(7);
+            w.Write("aes-hw");
+            w.Write("v");
+            w.Write(1);
+            w.Write("app");
+            w.Write("x");
+            w.Write("max");
+            w.Write(1);
+        });
+        Assert.Equal(new SessionHello(1, "x", 1, AesHardware: true), SessionHello.Read(mixed));
+    }
+
+    [Fact]
     public void BytesAfterTheMapAreAProtocolViolation()
     {
         var writer = new ArrayBufferWriter<byte>();
