@@ -40,30 +40,7 @@ public sealed class SecureSession : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly int _sendLimit;
-    private readonly FlushWorkItem _flusher;
-
-    // Send side, guarded by _sendGate.
-    private readonly object _sendGate = new();
-    private readonly Queue<(byte[] Buffer, int Length)> _sealedBatches = new();
-    private byte[]? _batch;
-    private int _batchLength;
-    private bool _flushScheduled;
-    private long _queuedSendBytes;
-    private TaskCompletionSource? _sendSpace;
-    private TaskCompletionSource? _sendDrained;
-    private bool _closeSent;
-    private bool _sendBroken;
-    private Exception? _failure;
-
-    // Flush loop state (one flush loop at a time).
-    private long _messagesSinceRekey;
-    private long _bytesSinceRekey;
-    private long _keyCreatedAt;
-    private long _lastFlushEndedAt;
-    private bool _receivedSinceFlush;   // the application took a message since the last flush ended
-
-    // Sends closer together than this after the previous flush are treated as a stream and coalesced.
-    private static readonly TimeSpan InlineFlushGap = TimeSpan.FromMicroseconds(50);
+    private readonly SessionSender _sender;
 
     // Receive side.
     private readonly Inbox _inbox = new();
@@ -86,7 +63,6 @@ public sealed class SecureSession : IAsyncDisposable
     private readonly ITimer _keepAlive;
     private readonly SessionKeepAlive _keepAlivePolicy;
     private long _lastReceivedAt;
-    private long _lastSentAt;
     private int _disposed;
 
     internal SecureSession(PeerConnection connection, NoiseTransport noise, NoiseProtocol protocol, PeerId remotePeerId, SessionHello remote, bool isInitiator, byte[] handshakeHash, SecureSessionOptions options, ILogger logger)
@@ -105,16 +81,16 @@ public sealed class SecureSession : IAsyncDisposable
         IsInitiator = isInitiator;
         HandshakeHash = handshakeHash;
         _sendLimit = Math.Min(options.MaxMessageSize, remote.MaxMessageSize);
-        _flusher = new FlushWorkItem(this);
         _deliveryBuffers = new DeliveryBuffers(options.MaxReceiveQueueBytes);
         _requests = new RequestTracker(_time);
-        _keyCreatedAt = _lastReceivedAt = _lastSentAt = _time.GetTimestamp();
+        _lastReceivedAt = _time.GetTimestamp();
+        _sender = new SessionSender(_output, noise.Send!, _sendLimit, options, logger, connection.ConnectionId, e => Fail(e, abortConnection: true));
         _keepAlivePolicy = new SessionKeepAlive(options.KeepAliveInterval, options.IdleTimeout);
         _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, _keepAlivePolicy.TimerPeriod, _keepAlivePolicy.TimerPeriod);
     }
 
     /// <summary>How many times each direction was rekeyed (for tests and diagnostics).</summary>
-    internal int SendRekeys { get; private set; }
+    internal int SendRekeys => _sender.Rekeys;
 
     internal int ReceiveRekeys { get; private set; }
 
@@ -209,7 +185,7 @@ public sealed class SecureSession : IAsyncDisposable
 
         try
         {
-            session.SendAccept();
+            session._sender.SendAccept();
             await session.StartAsync(scope.Timeout).ConfigureAwait(false);
         }
         catch (Exception e)
@@ -232,7 +208,7 @@ public sealed class SecureSession : IAsyncDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="message"/> exceeds <see cref="MaxMessageSize"/>.</exception>
     /// <exception cref="PeerLinkException">The session is closed or failed, or the queue is full in <see cref="SendQueueFullMode.Fail"/> mode.</exception>
     public ValueTask SendAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default) =>
-        EnqueueDataAsync(message, 0, 0, cancellationToken);
+        _sender.EnqueueDataAsync(message, 0, 0, cancellationToken);
 
     /// <summary>
     /// Sends a typed message: <typeparamref name="T"/> is serialized as MessagePack with <see cref="SecureSessionOptions.Serializer"/>.
@@ -267,7 +243,7 @@ public sealed class SecureSession : IAsyncDisposable
         try
         {
             TypedMessages.Serialize(_options.Serializer, buffer, message, shape);
-            ValueTask pending = EnqueueDataAsync(buffer.WrittenMemory, 0, 0, cancellationToken);
+            ValueTask pending = _sender.EnqueueDataAsync(buffer.WrittenMemory, 0, 0, cancellationToken);
             if (!pending.IsCompleted)
             {
                 handedOff = true;
@@ -360,7 +336,7 @@ public sealed class SecureSession : IAsyncDisposable
         (uint id, TaskCompletionSource<byte[]> pending) = _requests.StartRequest();
         try
         {
-            await EnqueueDataAsync(request, SessionWire.Request, id, cancellationToken).ConfigureAwait(false);
+            await _sender.EnqueueDataAsync(request, SessionWire.Request, id, cancellationToken).ConfigureAwait(false);
             return await pending.Task.WaitAsync(_options.RequestTimeout, _time, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException)
@@ -385,7 +361,7 @@ public sealed class SecureSession : IAsyncDisposable
             throw new ArgumentException("The message is not a request.", nameof(request));
         }
 
-        return EnqueueDataAsync(response, SessionWire.Response, request.RequestId, cancellationToken);
+        return _sender.EnqueueDataAsync(response, SessionWire.Response, request.RequestId, cancellationToken);
     }
 
     /// <summary>Measures the round trip with a PING. One ping at a time.</summary>
@@ -402,7 +378,7 @@ public sealed class SecureSession : IAsyncDisposable
         {
             Span<byte> body = stackalloc byte[1];
             body[0] = 1;
-            EnqueueControl(SessionWire.Ping, body);
+            _sender.EnqueueControl(SessionWire.Ping, body);
             return await ping.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -419,7 +395,7 @@ public sealed class SecureSession : IAsyncDisposable
     /// <param name="cancellationToken">Stops waiting; the connection is then aborted.</param>
     public async Task CloseAsync(SessionCloseCode code = SessionCloseCode.Normal, CancellationToken cancellationToken = default)
     {
-        SendClose(code, null);
+        _sender.SendClose(code, null);
         try
         {
             await _receiveLoop.WaitAsync(_options.CloseTimeout, _time, cancellationToken).ConfigureAwait(false);
@@ -449,10 +425,7 @@ public sealed class SecureSession : IAsyncDisposable
         await _receiveLoop.ConfigureAwait(false);
         await _keepAlive.DisposeAsync().ConfigureAwait(false);
         await _connection.DisposeAsync().ConfigureAwait(false);
-        lock (_sendGate)
-        {
-            ReturnBatches();
-        }
+        _sender.Release();
 
         ReleaseLastDelivered();
         foreach (PeerMessage left in _inbox.Drain())
@@ -473,30 +446,9 @@ public sealed class SecureSession : IAsyncDisposable
         await _accepted.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Queues ACCEPT, each side's first record, and flushes it on this thread with whatever the handshake left in the pipe (no thread hop).</summary>
-    private void SendAccept()
-    {
-        bool flush;
-        lock (_sendGate)
-        {
-            if (_failure is not null || _closeSent || _sendBroken)
-            {
-                return;
-            }
-
-            AppendControl(SessionWire.Accept, default);
-            flush = ClaimFlush();
-        }
-
-        if (flush)
-        {
-            _ = FlushLoopAsync();
-        }
-    }
-
     private void SendRefusal()
     {
-        SendClose(SessionCloseCode.Refused, null);
+        _sender.SendClose(SessionCloseCode.Refused, null);
     }
 
     /// <summary>Waits until everything queued is in the connection's pipe (bounded by the close timeout).</summary>
@@ -504,366 +456,10 @@ public sealed class SecureSession : IAsyncDisposable
     {
         try
         {
-            await DrainSendsAsync().ConfigureAwait(false);
+            await _sender.DrainAsync().ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
-        }
-    }
-
-    private ValueTask EnqueueDataAsync(ReadOnlyMemory<byte> message, byte kind, uint requestId, CancellationToken cancellationToken)
-    {
-        if (message.Length > _sendLimit)
-        {
-            throw new ArgumentOutOfRangeException(nameof(message), message.Length, $"The message is larger than the session's limit of {_sendLimit} bytes.");
-        }
-
-        long cost = message.Length + SessionWire.RecordHeaderSize + (kind != 0 ? 4 : 0);
-        bool flush;
-        lock (_sendGate)
-        {
-            ThrowIfCannotSend();
-            bool fits = _queuedSendBytes == 0 || _queuedSendBytes + cost <= _options.MaxSendQueueBytes;
-            if (!fits && _options.SendQueueFullMode == SendQueueFullMode.Fail)
-            {
-                throw new PeerLinkException(PeerLinkError.SendQueueFull, $"The send queue holds {_queuedSendBytes} bytes, the limit is {_options.MaxSendQueueBytes}: the peer does not keep up.");
-            }
-
-            if (!fits)
-            {
-                return WaitAndEnqueueAsync(message, kind, requestId, cost, cancellationToken);
-            }
-
-            AppendData(message.Span, kind, requestId, cost);
-            flush = ClaimFlush();
-        }
-
-        if (flush)
-        {
-            if (Volatile.Read(ref _receivedSinceFlush) || _time.GetElapsedTime(Volatile.Read(ref _lastFlushEndedAt)) > InlineFlushGap)
-            {
-                // A lone message (nothing flushed just now), or an answer to something received since the last flush:
-                // encrypt and hand it to the transport on this thread, with no thread hop. Sends that arrive meanwhile
-                // join the batch that this flush loop picks up next.
-                _ = FlushLoopAsync();
-            }
-            else
-            {
-                // A stream of sends: flush from the thread pool, so that the messages queued meanwhile share one AEAD call.
-                ThreadPool.UnsafeQueueUserWorkItem(_flusher, preferLocal: false);
-            }
-        }
-
-        return ValueTask.CompletedTask;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WaitAndEnqueueAsync(ReadOnlyMemory<byte> message, byte kind, uint requestId, long cost, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            Task space;
-            lock (_sendGate)
-            {
-                ThrowIfCannotSend();
-                if (_queuedSendBytes == 0 || _queuedSendBytes + cost <= _options.MaxSendQueueBytes)
-                {
-                    AppendData(message.Span, kind, requestId, cost);
-                    if (ClaimFlush())
-                    {
-                        ThreadPool.UnsafeQueueUserWorkItem(_flusher, preferLocal: false);
-                    }
-
-                    return;
-                }
-
-                _sendSpace ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                space = _sendSpace.Task;
-            }
-
-            await space.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private void ThrowIfCannotSend()
-    {
-        if (_failure is not null)
-        {
-            throw new PeerLinkException(_failure is PeerLinkException p ? p.Error : PeerLinkError.ConnectionAborted, $"The session has failed: {_failure.Message}", _failure);
-        }
-
-        if (_remoteClosed)
-        {
-            throw new PeerLinkException(PeerLinkError.SessionClosed, $"The peer closed the session ({_remoteCloseCode}); nothing more can be sent.", _remoteCloseCode);
-        }
-
-        if (_closeSent)
-        {
-            throw new PeerLinkException(PeerLinkError.SessionClosed, "The session is closed; nothing more can be sent.");
-        }
-
-        if (_sendBroken)
-        {
-            throw new PeerLinkException(PeerLinkError.ConnectionReset, "The peer stopped reading; nothing more can be sent.");
-        }
-    }
-
-    /// <summary>Appends a DATA message as one or more records, fragmenting across batches. Caller holds _sendGate.</summary>
-    private void AppendData(ReadOnlySpan<byte> message, byte kind, uint requestId, long cost)
-    {
-        Span<byte> idBytes = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32BigEndian(idBytes, requestId);
-        ReadOnlySpan<byte> prefix = kind != 0 ? idBytes : default;
-        bool first = true;
-        do
-        {
-            int headerAndPrefix = SessionWire.RecordHeaderSize + (first ? prefix.Length : 0);
-            int need = headerAndPrefix + Math.Min(message.Length, 1);
-            Span<byte> room = Reserve(need);
-            int take = Math.Min(message.Length, room.Length - headerAndPrefix);
-            bool more = take < message.Length;
-            int bodyLength = (first ? prefix.Length : 0) + take;
-            room[0] = SessionWire.Data;
-            room[1] = (byte)(kind | (more ? SessionWire.More : 0));
-            BinaryPrimitives.WriteUInt16BigEndian(room[2..], (ushort)bodyLength);
-            if (first)
-            {
-                prefix.CopyTo(room[SessionWire.RecordHeaderSize..]);
-            }
-
-            message[..take].CopyTo(room[headerAndPrefix..]);
-            _batchLength += SessionWire.RecordHeaderSize + bodyLength;
-            message = message[take..];
-            first = false;
-        }
-        while (!message.IsEmpty);
-
-        _queuedSendBytes += cost;
-    }
-
-    private void EnqueueControl(byte type, ReadOnlySpan<byte> body)
-    {
-        lock (_sendGate)
-        {
-            if (_failure is not null || _closeSent || _sendBroken)
-            {
-                return;
-            }
-
-            AppendControl(type, body);
-            ScheduleFlush();
-        }
-    }
-
-    private void AppendControl(byte type, ReadOnlySpan<byte> body)
-    {
-        Span<byte> room = Reserve(SessionWire.RecordHeaderSize + body.Length);
-        room[0] = type;
-        room[1] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(room[2..], (ushort)body.Length);
-        body.CopyTo(room[SessionWire.RecordHeaderSize..]);
-        _batchLength += SessionWire.RecordHeaderSize + body.Length;
-        _queuedSendBytes += SessionWire.RecordHeaderSize + body.Length;
-    }
-
-    /// <summary>Free space in the open batch, at least <paramref name="need"/> bytes; seals the batch when it is too full.</summary>
-    private Span<byte> Reserve(int need)
-    {
-        if (_batch is not null && SessionWire.BatchCapacity - _batchLength < need)
-        {
-            _sealedBatches.Enqueue((_batch, _batchLength));
-            _batch = null;
-        }
-
-        if (_batch is null)
-        {
-            _batch = ArrayPool<byte>.Shared.Rent(SessionWire.MaxPlaintext);
-            _batchLength = 0;
-        }
-
-        return _batch.AsSpan(_batchLength, SessionWire.BatchCapacity - _batchLength);
-    }
-
-    private void ScheduleFlush()
-    {
-        if (!_flushScheduled)
-        {
-            _flushScheduled = true;
-            ThreadPool.UnsafeQueueUserWorkItem(_flusher, preferLocal: false);
-        }
-    }
-
-    /// <summary>Caller holds _sendGate. True when the caller must run the flush loop (after releasing the lock).</summary>
-    private bool ClaimFlush()
-    {
-        if (_flushScheduled)
-        {
-            return false;   // the running flush loop will pick this up
-        }
-
-        _flushScheduled = true;
-        return true;
-    }
-
-    private void SendClose(SessionCloseCode code, string? reason)
-    {
-        lock (_sendGate)
-        {
-            if (_closeSent || _failure is not null || _sendBroken)
-            {
-                return;
-            }
-
-            int length = reason is null ? 0 : Math.Min(Encoding.UTF8.GetByteCount(reason), 200);
-            Span<byte> body = stackalloc byte[1 + 200];
-            body[0] = (byte)code;
-            if (reason is not null)
-            {
-                Encoding.UTF8.GetBytes(reason.AsSpan(0, Math.Min(reason.Length, 200)), body[1..]);
-            }
-
-            AppendControl(SessionWire.Close, body[..(1 + Math.Min(length, 200))]);
-            ScheduleFlush();
-            _closeSent = true;
-            SessionLog.CloseSent(_logger, _connection.ConnectionId, code);
-        }
-    }
-
-    /// <summary>The flush loop: encrypts sealed batches and the open one, one Noise message each, then flushes the pipe.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask FlushLoopAsync()
-    {
-        try
-        {
-            while (true)
-            {
-                long flushed = 0;
-                bool completeOutput = false;
-                while (true)
-                {
-                    byte[] batch;
-                    int length;
-                    lock (_sendGate)
-                    {
-                        if (_failure is not null)
-                        {
-                            _flushScheduled = false;
-                            return;
-                        }
-
-                        if (_sealedBatches.TryDequeue(out (byte[] Buffer, int Length) next))
-                        {
-                            (batch, length) = next;
-                        }
-                        else if (_batch is not null && _batchLength > 0)
-                        {
-                            batch = _batch;
-                            length = _batchLength;
-                            _batch = null;
-                            _batchLength = 0;
-                        }
-                        else
-                        {
-                            completeOutput = _closeSent;
-                            break;
-                        }
-                    }
-
-                    flushed += length;
-                    WriteMessage(batch, length);
-                    ArrayPool<byte>.Shared.Return(batch);
-                }
-
-                if (flushed > 0)
-                {
-                    Volatile.Write(ref _lastSentAt, _time.GetTimestamp());
-                    FlushResult result = await _output.FlushAsync().ConfigureAwait(false);
-                    if (result.IsCompleted || result.IsCanceled)
-                    {
-                        // The peer stopped reading. Its CLOSE (or the end of the connection) may still be on the way in:
-                        // the receive loop decides how the session ended. Nothing more can be sent.
-                        lock (_sendGate)
-                        {
-                            _sendBroken = true;
-                            _flushScheduled = false;
-                            ReturnBatches();
-                            _sendSpace?.TrySetResult();
-                            _sendDrained?.TrySetResult();
-                        }
-
-                        return;
-                    }
-                }
-
-                TaskCompletionSource? space = null;
-                TaskCompletionSource? drained = null;
-                lock (_sendGate)
-                {
-                    _queuedSendBytes = Math.Max(0, _queuedSendBytes - flushed);
-                    if (_queuedSendBytes < _options.MaxSendQueueBytes)
-                    {
-                        (space, _sendSpace) = (_sendSpace, null);
-                    }
-
-                    bool more = _sealedBatches.Count > 0 || _batchLength > 0;
-                    if (!more)
-                    {
-                        _flushScheduled = false;
-                        completeOutput = _closeSent;
-                        (drained, _sendDrained) = (_sendDrained, null);
-                    }
-
-                    if (more)
-                    {
-                        space?.TrySetResult();
-                        continue;
-                    }
-                }
-
-                Volatile.Write(ref _lastFlushEndedAt, _time.GetTimestamp());
-                Volatile.Write(ref _receivedSinceFlush, false);
-                space?.TrySetResult();
-                drained?.TrySetResult();
-                if (completeOutput)
-                {
-                    // After CLOSE nothing more is sent: FIN.
-                    await _output.CompleteAsync().ConfigureAwait(false);
-                }
-
-                return;
-            }
-        }
-        catch (Exception e)
-        {
-            Fail(e as PeerLinkException ?? new PeerLinkException(PeerLinkError.ConnectionReset, $"Sending failed: {e.Message}", e), abortConnection: true);
-        }
-    }
-
-    /// <summary>Encrypts one batch as a Noise transport message into the pipe, rekeying first when a budget ran out.</summary>
-    private void WriteMessage(byte[] batch, int length)
-    {
-        bool rekey = ++_messagesSinceRekey >= _options.RekeyAfterMessages
-            || (_bytesSinceRekey += length) >= _options.RekeyAfterBytes
-            || _time.GetElapsedTime(_keyCreatedAt) >= _options.RekeyInterval;
-        if (rekey)
-        {
-            // The REKEY record ends this message; the batch always keeps room for it.
-            batch.AsSpan(length, SessionWire.RecordHeaderSize).Clear();
-            batch[length] = SessionWire.Rekey;
-            length += SessionWire.RecordHeaderSize;
-        }
-
-        int ciphertextLength = length + NoiseCipherState.TagSize;
-        _noise.Send!.EncryptWithAd(default, batch.AsSpan(0, length), NoiseFrame.Begin(_output, ciphertextLength));
-        NoiseFrame.Commit(_output, ciphertextLength);
-        if (rekey)
-        {
-            _noise.Send.Rekey();
-            SendRekeys++;
-            _messagesSinceRekey = 0;
-            _bytesSinceRekey = 0;
-            _keyCreatedAt = _time.GetTimestamp();
-            SessionLog.Rekeyed(_logger, _connection.ConnectionId, "send");
         }
     }
 
@@ -980,10 +576,10 @@ public sealed class SecureSession : IAsyncDisposable
             if (code != SessionCloseCode.Normal && e.Error != PeerLinkError.DecryptionFailed)
             {
                 // Tell the peer why, if the channel still works; then drop the connection.
-                SendClose(code, null);
+                _sender.SendClose(code, null);
                 try
                 {
-                    await DrainSendsAsync().ConfigureAwait(false);
+                    await _sender.DrainAsync().ConfigureAwait(false);
                 }
                 catch (TimeoutException)
                 {
@@ -1066,7 +662,7 @@ public sealed class SecureSession : IAsyncDisposable
                     OnData(flags, body);
                     break;
                 case SessionWire.Ping:
-                    EnqueueControl(SessionWire.Pong, body.Length <= 8 ? body : body[..8]);
+                    _sender.EnqueueControl(SessionWire.Pong, body.Length <= 8 ? body : body[..8]);
                     break;
                 case SessionWire.Pong:
                     if (!body.IsEmpty)
@@ -1158,6 +754,7 @@ public sealed class SecureSession : IAsyncDisposable
     {
         _remoteCloseCode = body.IsEmpty ? SessionCloseCode.Normal : (SessionCloseCode)body[0];
         _remoteClosed = true;
+        _sender.OnRemoteClose(_remoteCloseCode);
         SessionLog.CloseReceived(_logger, _connection.ConnectionId, _remoteCloseCode);
     }
 
@@ -1188,7 +785,7 @@ public sealed class SecureSession : IAsyncDisposable
         }
 
         // Answer with our own CLOSE after whatever we still have queued; then the flush loop sends FIN.
-        SendClose(SessionCloseCode.Normal, null);
+        _sender.SendClose(SessionCloseCode.Normal, null);
     }
 
     private async Task WaitForReceiveSpaceAsync()
@@ -1199,7 +796,7 @@ public sealed class SecureSession : IAsyncDisposable
             lock (_receiveGate)
             {
                 // Also go on once the session has failed: the next read then ends the loop.
-                if (_queuedReceiveBytes < _options.MaxReceiveQueueBytes || Volatile.Read(ref _failure) is not null)
+                if (_queuedReceiveBytes < _options.MaxReceiveQueueBytes || _sender.HasFailed)
                 {
                     return;
                 }
@@ -1216,7 +813,7 @@ public sealed class SecureSession : IAsyncDisposable
     private void OnDelivered(PeerMessage message)
     {
         _lastDelivered = message.Buffer;
-        Volatile.Write(ref _receivedSinceFlush, true);
+        _sender.NoteReceived();
         TaskCompletionSource? space = null;
         lock (_receiveGate)
         {
@@ -1240,23 +837,6 @@ public sealed class SecureSession : IAsyncDisposable
     }
 
 
-    private async Task DrainSendsAsync()
-    {
-        Task drained;
-        lock (_sendGate)
-        {
-            if (!_flushScheduled || _failure is not null)
-            {
-                return;
-            }
-
-            _sendDrained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            drained = _sendDrained.Task;
-        }
-
-        await drained.WaitAsync(_options.CloseTimeout, _time).ConfigureAwait(false);
-    }
-
     private void OnKeepAliveTimer()
     {
         if (_completion.Task.IsCompleted)
@@ -1271,7 +851,7 @@ public sealed class SecureSession : IAsyncDisposable
         }
 
         KeepAliveAction action = _keepAlivePolicy.Decide(
-            _time.GetElapsedTime(Volatile.Read(ref _lastReceivedAt)), _time.GetElapsedTime(Volatile.Read(ref _lastSentAt)), paused);
+            _time.GetElapsedTime(Volatile.Read(ref _lastReceivedAt)), _time.GetElapsedTime(_sender.LastSentAt), paused);
         if ((action & KeepAliveAction.Dead) != 0)
         {
             SessionLog.PeerTimedOut(_logger, _connection.ConnectionId, _options.IdleTimeout.TotalSeconds);
@@ -1281,7 +861,7 @@ public sealed class SecureSession : IAsyncDisposable
 
         if ((action & KeepAliveAction.SendPing) != 0)
         {
-            EnqueueControl(SessionWire.Ping, default);
+            _sender.EnqueueControl(SessionWire.Ping, default);
         }
 
         if ((action & KeepAliveAction.TrimBuffers) != 0)
@@ -1299,16 +879,9 @@ public sealed class SecureSession : IAsyncDisposable
 
     private void Fail(Exception error, bool abortConnection)
     {
-        lock (_sendGate)
+        if (_completion.Task.IsCompleted || !_sender.TryFail(error))
         {
-            if (_failure is not null || _completion.Task.IsCompleted)
-            {
-                return;
-            }
-
-            _failure = error;
-            _sendSpace?.TrySetResult();
-            _sendDrained?.TrySetResult();
+            return;
         }
 
         if (abortConnection)
@@ -1329,23 +902,5 @@ public sealed class SecureSession : IAsyncDisposable
     }
 
 
-    private void ReturnBatches()
-    {
-        while (_sealedBatches.TryDequeue(out (byte[] Buffer, int Length) batch))
-        {
-            ArrayPool<byte>.Shared.Return(batch.Buffer);
-        }
 
-        if (_batch is not null && !_flushScheduled)
-        {
-            ArrayPool<byte>.Shared.Return(_batch);
-            _batch = null;
-            _batchLength = 0;
-        }
-    }
-
-    private sealed class FlushWorkItem(SecureSession session) : IThreadPoolWorkItem
-    {
-        public void Execute() => _ = session.FlushLoopAsync();
-    }
 }
