@@ -1,23 +1,22 @@
 // An established PeerLink session: Noise transport messages over a PeerConnection, each carrying one or more records
-// (docs/protocol.md). One receive loop decrypts and dispatches; sends append records to a batch that a flush work item
-// encrypts as one Noise message, so that concurrent or pipelined small messages share an AEAD call.
+// (docs/protocol.md). The session is the façade and owns the lifetime; SessionSender batches and seals what it sends
+// (small messages sent together share one AEAD call); one receive loop here decrypts and dispatches, with Reassembler,
+// RequestTracker and the SessionKeepAlive policy beside it.
 using System;
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using PeerLink.Internal;
 using PeerLink.Messaging;
-using PolyType;
 using PeerLink.Security.Noise;
 using PeerLink.Sessions.Framing;
 using PeerLink.Transport;
+using PolyType;
 
 namespace PeerLink.Sessions;
 
