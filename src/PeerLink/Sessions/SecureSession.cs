@@ -1,10 +1,9 @@
 // An established PeerLink session: Noise transport messages over a PeerConnection, each carrying one or more records
-// (docs/protocol.md). The session is the façade and owns the lifetime; SessionSender batches and seals what it sends
-// (small messages sent together share one AEAD call); one receive loop here decrypts and dispatches, with Reassembler,
-// RequestTracker and the SessionKeepAlive policy beside it.
+// (docs/protocol.md). The session is the façade and owns the lifetime: SessionSender batches and seals what it sends
+// (small messages sent together share one AEAD call), SessionReceiver's loop decrypts and dispatches what arrives, and
+// RequestTracker, Reassembler and the SessionKeepAlive policy sit beside them. Data flows one way through each.
 using System;
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
@@ -14,7 +13,6 @@ using Microsoft.Extensions.Logging;
 using PeerLink.Internal;
 using PeerLink.Messaging;
 using PeerLink.Security.Noise;
-using PeerLink.Sessions.Framing;
 using PeerLink.Transport;
 using PolyType;
 
@@ -41,18 +39,7 @@ public sealed class SecureSession : IAsyncDisposable
     private readonly int _sendLimit;
     private readonly SessionSender _sender;
 
-    // Receive side.
-    private readonly Inbox _inbox = new();
-    private readonly DeliveryBuffers _deliveryBuffers;
-    private readonly object _receiveGate = new();
-    private long _queuedReceiveBytes;
-    private TaskCompletionSource? _receiveSpace;
-    private byte[]? _lastDelivered;
-    private readonly Reassembler _reassembler = new();
-    private bool _remoteClosed;
-    private SessionCloseCode _remoteCloseCode;
-    private Task _receiveLoop = Task.CompletedTask;
-    private readonly TaskCompletionSource _accepted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SessionReceiver _receiver;
 
     // Requests and pings.
     private readonly RequestTracker _requests;
@@ -61,7 +48,6 @@ public sealed class SecureSession : IAsyncDisposable
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ITimer _keepAlive;
     private readonly SessionKeepAlive _keepAlivePolicy;
-    private long _lastReceivedAt;
     private int _disposed;
 
     internal SecureSession(PeerConnection connection, NoiseTransport noise, NoiseProtocol protocol, PeerId remotePeerId, SessionHello remote, bool isInitiator, byte[] handshakeHash, SecureSessionOptions options, ILogger logger)
@@ -80,10 +66,9 @@ public sealed class SecureSession : IAsyncDisposable
         IsInitiator = isInitiator;
         HandshakeHash = handshakeHash;
         _sendLimit = Math.Min(options.MaxMessageSize, remote.MaxMessageSize);
-        _deliveryBuffers = new DeliveryBuffers(options.MaxReceiveQueueBytes);
         _requests = new RequestTracker(_time);
-        _lastReceivedAt = _time.GetTimestamp();
         _sender = new SessionSender(_output, noise.Send!, _sendLimit, options, logger, connection.ConnectionId, e => Fail(e, abortConnection: true));
+        _receiver = new SessionReceiver(_input, noise.Receive!, options, logger, connection.ConnectionId, _sender, _requests, Fail, Complete);
         _keepAlivePolicy = new SessionKeepAlive(options.KeepAliveInterval, options.IdleTimeout);
         _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, _keepAlivePolicy.TimerPeriod, _keepAlivePolicy.TimerPeriod);
     }
@@ -91,7 +76,7 @@ public sealed class SecureSession : IAsyncDisposable
     /// <summary>How many times each direction was rekeyed (for tests and diagnostics).</summary>
     internal int SendRekeys => _sender.Rekeys;
 
-    internal int ReceiveRekeys { get; private set; }
+    internal int ReceiveRekeys => _receiver.Rekeys;
 
     /// <summary>The authenticated peer.</summary>
     public PeerId RemotePeerId { get; }
@@ -279,40 +264,8 @@ public sealed class SecureSession : IAsyncDisposable
     /// <remarks>The previous message's payload is released by this call; see <see cref="PeerMessage"/>.</remarks>
     public ValueTask<PeerMessage?> ReceiveAsync(CancellationToken cancellationToken = default)
     {
-        ReleaseLastDelivered();
-        return TryReceive(out PeerMessage? message) ? new ValueTask<PeerMessage?>(message) : WaitAndReceiveAsync(cancellationToken);
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<PeerMessage?> WaitAndReceiveAsync(CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            await _inbox.WaitAsync(cancellationToken).ConfigureAwait(false);
-            if (TryReceive(out PeerMessage? message))
-            {
-                return message;
-            }
-        }
-    }
-
-    /// <summary>True with the next message, or with null at a graceful end; throws at a failed end; false to wait.</summary>
-    private bool TryReceive(out PeerMessage? received)
-    {
-        if (_inbox.TryRead(out PeerMessage message, out Exception? error, out bool ended))
-        {
-            OnDelivered(message);
-            received = message;
-            return true;
-        }
-
-        received = null;
-        if (ended && error is PeerLinkException inner)
-        {
-            throw new PeerLinkException(inner.Error, inner.Message, inner);
-        }
-
-        return ended;
+        _receiver.ReleaseLastDelivered();
+        return _receiver.TryReceive(out PeerMessage? message) ? new ValueTask<PeerMessage?>(message) : _receiver.WaitAndReceiveAsync(cancellationToken);
     }
 
     /// <summary>All messages until the peer closes; see <see cref="PeerMessage"/> for how long each payload stays valid.</summary>
@@ -397,7 +350,7 @@ public sealed class SecureSession : IAsyncDisposable
         _sender.SendClose(code, null);
         try
         {
-            await _receiveLoop.WaitAsync(_options.CloseTimeout, _time, cancellationToken).ConfigureAwait(false);
+            await _receiver.Loop.WaitAsync(_options.CloseTimeout, _time, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or TimeoutException)
         {
@@ -421,28 +374,19 @@ public sealed class SecureSession : IAsyncDisposable
             await CloseAsync().ConfigureAwait(false);
         }
 
-        await _receiveLoop.ConfigureAwait(false);
+        await _receiver.Loop.ConfigureAwait(false);
         await _keepAlive.DisposeAsync().ConfigureAwait(false);
         await _connection.DisposeAsync().ConfigureAwait(false);
         _sender.Release();
-
-        ReleaseLastDelivered();
-        foreach (PeerMessage left in _inbox.Drain())
-        {
-            _deliveryBuffers.Return(left.Buffer);
-        }
-
-        _deliveryBuffers.Trim();
-
-        _reassembler.Release();
+        _receiver.Release();
         _noise.Dispose();
     }
 
     /// <summary>Starts the receive loop and waits for the peer's ACCEPT: proof that it completed the handshake and accepts us.</summary>
     private async Task StartAsync(CancellationToken cancellationToken)
     {
-        _receiveLoop = Task.Run(ReceiveLoopAsync, CancellationToken.None);
-        await _accepted.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        _receiver.Start();
+        await _receiver.Accepted.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private void SendRefusal()
@@ -462,380 +406,6 @@ public sealed class SecureSession : IAsyncDisposable
         }
     }
 
-    private async Task ReceiveLoopAsync()
-    {
-        // Buffers are rented per read and returned before the next wait, so that an idle session holds none.
-        byte[]? plaintext = null;
-        byte[]? scratch = null;
-        int plaintextUsed = 0;
-        try
-        {
-            while (true)
-            {
-                await WaitForReceiveSpaceAsync().ConfigureAwait(false);
-                ReadResult result = await _input.ReadAsync().ConfigureAwait(false);
-                ReadOnlySequence<byte> buffer = result.Buffer;
-                SequencePosition consumed = buffer.Start;
-                SequencePosition examined = buffer.End;
-                bool ended = false;
-                try
-                {
-                    if (result.IsCanceled)
-                    {
-                        return;
-                    }
-
-                    while (TryReadMessage(ref buffer, out ReadOnlySequence<byte> ciphertext))
-                    {
-                        Volatile.Write(ref _lastReceivedAt, _time.GetTimestamp());
-                        if (_remoteClosed)
-                        {
-                            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer sent a message after its CLOSE.");
-                        }
-
-                        ReadOnlySpan<byte> input;
-                        if (ciphertext.IsSingleSegment)
-                        {
-                            input = ciphertext.FirstSpan;
-                        }
-                        else
-                        {
-                            scratch ??= ArrayPool<byte>.Shared.Rent(NoiseCipherState.MaxMessageLength);
-                            ciphertext.CopyTo(scratch);
-                            input = scratch.AsSpan(0, (int)ciphertext.Length);
-                        }
-
-                        plaintext ??= ArrayPool<byte>.Shared.Rent(SessionWire.MaxPlaintext);
-                        if (!_noise.Receive!.TryDecryptWithAd(default, input, plaintext, out int length))
-                        {
-                            throw new PeerLinkException(PeerLinkError.DecryptionFailed, "A message from the peer failed authentication (altered, replayed, reordered or truncated).");
-                        }
-
-                        consumed = buffer.Start;
-                        plaintextUsed = Math.Max(plaintextUsed, length);
-                        if (ProcessRecords(plaintext.AsSpan(0, length)))
-                        {
-                            _noise.Receive.Rekey();
-                            ReceiveRekeys++;
-                            SessionLog.Rekeyed(_logger, _connection.ConnectionId, "receive");
-                        }
-
-                        if (_remoteClosed)
-                        {
-                            FinishRemoteClose();
-                        }
-
-                        if (!_accepted.Task.IsCompleted)
-                        {
-                            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's first message did not start with ACCEPT.");
-                        }
-                    }
-
-                    consumed = buffer.Start;
-                    if (result.IsCompleted)
-                    {
-                        if (!buffer.IsEmpty)
-                        {
-                            throw new PeerLinkException(PeerLinkError.Truncated, $"The connection ended in the middle of a message ({buffer.Length} bytes left).");
-                        }
-
-                        ended = true;
-                    }
-                }
-                finally
-                {
-                    _input.AdvanceTo(consumed, examined);
-                    ReturnReceiveBuffers(ref plaintext, ref plaintextUsed, ref scratch);
-                }
-
-                if (ended)
-                {
-                    if (_remoteClosed)
-                    {
-                        Complete();
-                    }
-                    else
-                    {
-                        Fail(new PeerLinkException(PeerLinkError.ConnectionReset, "The peer's connection ended without a CLOSE: the session was aborted."), abortConnection: false);
-                    }
-
-                    return;
-                }
-            }
-        }
-        catch (PeerLinkException e)
-        {
-            SessionLog.ReceiveFailed(_logger, _connection.ConnectionId, e.Error, e.Message);
-            SessionCloseCode code = e.Error switch
-            {
-                PeerLinkError.MessageTooLarge => SessionCloseCode.MessageTooLarge,
-                PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted => SessionCloseCode.Normal,
-                _ => SessionCloseCode.ProtocolViolation,
-            };
-            if (code != SessionCloseCode.Normal && e.Error != PeerLinkError.DecryptionFailed)
-            {
-                // Tell the peer why, if the channel still works; then drop the connection.
-                _sender.SendClose(code, null);
-                try
-                {
-                    await _sender.DrainAsync().ConfigureAwait(false);
-                }
-                catch (TimeoutException)
-                {
-                    // The peer does not read; it will see the connection drop instead.
-                }
-            }
-
-            Fail(e, abortConnection: true);
-        }
-        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException or OperationCanceledException)
-        {
-            Fail(new PeerLinkException(PeerLinkError.ConnectionAborted, "The session's connection was closed.", e), abortConnection: true);
-        }
-        finally
-        {
-            ReturnReceiveBuffers(ref plaintext, ref plaintextUsed, ref scratch);
-        }
-    }
-
-    private static void ReturnReceiveBuffers(ref byte[]? plaintext, ref int plaintextUsed, ref byte[]? scratch)
-    {
-        if (plaintext is not null)
-        {
-            System.Security.Cryptography.CryptographicOperations.ZeroMemory(plaintext.AsSpan(0, plaintextUsed));
-            ArrayPool<byte>.Shared.Return(plaintext);
-            plaintext = null;
-            plaintextUsed = 0;
-        }
-
-        if (scratch is not null)
-        {
-            ArrayPool<byte>.Shared.Return(scratch);
-            scratch = null;
-        }
-    }
-
-    private static bool TryReadMessage(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> ciphertext)
-    {
-        if (buffer.Length >= NoiseFrame.PrefixSize && NoiseFrame.PeekLength(buffer) < NoiseCipherState.TagSize)
-        {
-            throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"A transport message of {NoiseFrame.PeekLength(buffer)} bytes is shorter than its authentication tag.");
-        }
-
-        return NoiseFrame.TryRead(ref buffer, out ciphertext);
-    }
-
-    /// <summary>Dispatches the records of one decrypted message. Returns true when it ended with REKEY.</summary>
-    private bool ProcessRecords(ReadOnlySpan<byte> records)
-    {
-        while (!records.IsEmpty)
-        {
-            if (records.Length < SessionWire.RecordHeaderSize)
-            {
-                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "A record header is truncated.");
-            }
-
-            byte type = records[0];
-            byte flags = records[1];
-            int length = BinaryPrimitives.ReadUInt16BigEndian(records[2..]);
-            if (records.Length < SessionWire.RecordHeaderSize + length)
-            {
-                throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"A record claims {length} bytes; its message holds {records.Length - SessionWire.RecordHeaderSize}.");
-            }
-
-            ReadOnlySpan<byte> body = records.Slice(SessionWire.RecordHeaderSize, length);
-            records = records[(SessionWire.RecordHeaderSize + length)..];
-            if (_remoteClosed)
-            {
-                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer sent a record after its CLOSE.");
-            }
-
-            if (type != SessionWire.Accept && !_accepted.Task.IsCompleted && type != SessionWire.Close)
-            {
-                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer sent a record before ACCEPT.");
-            }
-
-            switch (type)
-            {
-                case SessionWire.Data:
-                    OnData(flags, body);
-                    break;
-                case SessionWire.Ping:
-                    _sender.EnqueueControl(SessionWire.Pong, body.Length <= 8 ? body : body[..8]);
-                    break;
-                case SessionWire.Pong:
-                    if (!body.IsEmpty)
-                    {
-                        _requests.OnPong();     // keepalive PINGs are empty, so their PONGs are not an application's ping
-                    }
-
-                    break;
-                case SessionWire.Accept:
-                    if (!_accepted.TrySetResult())
-                    {
-                        throw new PeerLinkException(PeerLinkError.ProtocolViolation, "An unexpected ACCEPT.");
-                    }
-
-                    break;
-                case SessionWire.Close:
-                    OnClose(body);
-                    break;
-                case SessionWire.Rekey:
-                    if (!records.IsEmpty)
-                    {
-                        throw new PeerLinkException(PeerLinkError.ProtocolViolation, "REKEY must be the last record of its message.");
-                    }
-
-                    return true;
-                default:
-                    if ((type & SessionWire.IgnorableBit) == 0)
-                    {
-                        throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"Unknown record type 0x{type:x2}.");
-                    }
-
-                    break;
-            }
-        }
-
-        return false;
-    }
-
-    private void OnData(byte flags, ReadOnlySpan<byte> body)
-    {
-        if (_reassembler.Add(flags, body, _options.MaxMessageSize, out ReadOnlySpan<byte> message, out byte messageFlags))
-        {
-            Deliver(messageFlags, message);
-            _reassembler.Release();
-        }
-    }
-
-    private void Deliver(byte flags, ReadOnlySpan<byte> body)
-    {
-        uint id = 0;
-        bool isRequest = (flags & SessionWire.Request) != 0;
-        bool isResponse = (flags & SessionWire.Response) != 0;
-        if (isRequest || isResponse)
-        {
-            if (body.Length < 4 || (isRequest && isResponse))
-            {
-                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "A request or response without its id.");
-            }
-
-            id = BinaryPrimitives.ReadUInt32BigEndian(body);
-            body = body[4..];
-        }
-
-        if (body.Length > _options.MaxMessageSize)
-        {
-            throw new PeerLinkException(PeerLinkError.MessageTooLarge, $"The peer sent a message larger than the limit of {_options.MaxMessageSize} bytes.");
-        }
-
-        if (isResponse)
-        {
-            _requests.OnResponse(id, body);
-            return;   // a late response to a request that timed out is dropped
-        }
-
-        byte[] buffer = _deliveryBuffers.Rent(Math.Max(body.Length, 1));
-        body.CopyTo(buffer);
-        lock (_receiveGate)
-        {
-            _queuedReceiveBytes += body.Length;
-        }
-
-        if (!_inbox.TryWrite(new PeerMessage(buffer, body.Length, id, isRequest, _options.Serializer)))
-        {
-            _deliveryBuffers.Return(buffer);
-        }
-    }
-
-    private void OnClose(ReadOnlySpan<byte> body)
-    {
-        _remoteCloseCode = body.IsEmpty ? SessionCloseCode.Normal : (SessionCloseCode)body[0];
-        _remoteClosed = true;
-        _sender.OnRemoteClose(_remoteCloseCode);
-        SessionLog.CloseReceived(_logger, _connection.ConnectionId, _remoteCloseCode);
-    }
-
-    /// <summary>After the message that carried the peer's CLOSE was processed without error.</summary>
-    private void FinishRemoteClose()
-    {
-        SessionCloseCode code = _remoteCloseCode;
-        if (code == SessionCloseCode.Refused && !_accepted.Task.IsCompleted)
-        {
-            _accepted.TrySetException(new PeerLinkException(PeerLinkError.PeerRefused, "The peer refused the session.", code));
-        }
-
-        if (code is SessionCloseCode.Normal or SessionCloseCode.Shutdown)
-        {
-            _inbox.Complete();
-        }
-        else
-        {
-            PeerLinkError error = code switch
-            {
-                SessionCloseCode.Refused => PeerLinkError.PeerRefused,
-                SessionCloseCode.MessageTooLarge => PeerLinkError.MessageTooLarge,
-                SessionCloseCode.Timeout => PeerLinkError.PeerTimeout,
-                SessionCloseCode.ProtocolViolation => PeerLinkError.ProtocolViolation,
-                _ => PeerLinkError.SessionClosed,      // a code from a newer peer that this version does not know
-            };
-            _inbox.Complete(new PeerLinkException(error, $"The peer closed the session: {code}.", code));
-        }
-
-        // Answer with our own CLOSE after whatever we still have queued; then the flush loop sends FIN.
-        _sender.SendClose(SessionCloseCode.Normal, null);
-    }
-
-    private async Task WaitForReceiveSpaceAsync()
-    {
-        while (true)
-        {
-            Task space;
-            lock (_receiveGate)
-            {
-                // Also go on once the session has failed: the next read then ends the loop.
-                if (_queuedReceiveBytes < _options.MaxReceiveQueueBytes || _sender.HasFailed)
-                {
-                    return;
-                }
-
-                _receiveSpace ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                space = _receiveSpace.Task;
-            }
-
-            await space.ConfigureAwait(false);
-            Volatile.Write(ref _lastReceivedAt, _time.GetTimestamp());   // our own pause is not the peer's silence
-        }
-    }
-
-    private void OnDelivered(PeerMessage message)
-    {
-        _lastDelivered = message.Buffer;
-        _sender.NoteReceived();
-        TaskCompletionSource? space = null;
-        lock (_receiveGate)
-        {
-            _queuedReceiveBytes -= message.Length;
-            if (_queuedReceiveBytes < _options.MaxReceiveQueueBytes)
-            {
-                (space, _receiveSpace) = (_receiveSpace, null);
-            }
-        }
-
-        space?.TrySetResult();
-    }
-
-    private void ReleaseLastDelivered()
-    {
-        byte[]? last = Interlocked.Exchange(ref _lastDelivered, null);
-        if (last is not null)
-        {
-            _deliveryBuffers.Return(last);
-        }
-    }
-
-
     private void OnKeepAliveTimer()
     {
         if (_completion.Task.IsCompleted)
@@ -843,14 +413,8 @@ public sealed class SecureSession : IAsyncDisposable
             return;
         }
 
-        bool paused;
-        lock (_receiveGate)
-        {
-            paused = _receiveSpace is not null;
-        }
-
         KeepAliveAction action = _keepAlivePolicy.Decide(
-            _time.GetElapsedTime(Volatile.Read(ref _lastReceivedAt)), _time.GetElapsedTime(_sender.LastSentAt), paused);
+            _time.GetElapsedTime(_receiver.LastReceivedAt), _time.GetElapsedTime(_sender.LastSentAt), _receiver.IsPaused);
         if ((action & KeepAliveAction.Dead) != 0)
         {
             SessionLog.PeerTimedOut(_logger, _connection.ConnectionId, _options.IdleTimeout.TotalSeconds);
@@ -865,13 +429,13 @@ public sealed class SecureSession : IAsyncDisposable
 
         if ((action & KeepAliveAction.TrimBuffers) != 0)
         {
-            _deliveryBuffers.Trim();   // quiet for a while: give the recycled buffers back
+            _receiver.TrimBuffers();   // quiet for a while: give the recycled buffers back
         }
     }
 
     private void Complete()
     {
-        _inbox.Complete();
+        _receiver.OnCompleted();
         _requests.FailAll(new PeerLinkException(PeerLinkError.SessionClosed, "The session closed before the response arrived."));
         _completion.TrySetResult();
     }
@@ -888,18 +452,10 @@ public sealed class SecureSession : IAsyncDisposable
             _connection.Abort(error);
         }
 
-        _accepted.TrySetException(error);
-        _inbox.Complete(error);
+        _receiver.OnFailed(error);
         _requests.FailAll(error);
-        lock (_receiveGate)
-        {
-            _receiveSpace?.TrySetResult();
-        }
 
         _completion.TrySetException(error);
         _ = _completion.Task.Exception;   // observed: the failure is reported through the session's operations
     }
-
-
-
 }
