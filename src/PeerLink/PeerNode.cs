@@ -98,7 +98,7 @@ public sealed class PeerNode : IAsyncDisposable
         }
         catch (PeerLinkException e) when (e.Error == PeerLinkError.RemoteKeyMismatch && _sessionOptions.FallbackToXX)
         {
-            SessionLog.FallbackToXX(_logger, remoteEndPoint.ToString() ?? "?");
+            NodeLog.FallbackToXX(_logger, remoteEndPoint.ToString() ?? "?");
             PeerConnection connection = await _connector.ConnectAsync(remoteEndPoint, cancellationToken).ConfigureAwait(false);
             session = await SecureSession.ConnectAsync(connection, _sessionOptions, null, _loggerFactory, cancellationToken).ConfigureAwait(false);
         }

@@ -203,6 +203,9 @@ internal static partial class NodeLog
     [LoggerMessage(1504, LogLevel.Error, "The accept loop of {EndPoint} failed; it no longer accepts.", EventName = "AcceptLoopFailed")]
     public static partial void AcceptLoopFailed(ILogger logger, EndPoint endPoint, Exception exception);
 
+    [LoggerMessage(1506, LogLevel.Information, "IK to {EndPoint}: the peer's key is not the expected one; retrying with XX.", EventName = "FallbackToXX")]
+    public static partial void FallbackToXX(ILogger logger, string endPoint);
+
     [LoggerMessage(1505, LogLevel.Warning, "The node component {Component} failed while stopping.", EventName = "ComponentFailed")]
     public static partial void ComponentFailed(ILogger logger, string component, Exception exception);
 }

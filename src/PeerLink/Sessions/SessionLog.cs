@@ -29,6 +29,4 @@ internal static partial class SessionLog
     [LoggerMessage(2008, LogLevel.Warning, "Connection {ConnectionId}: nothing received for {Seconds} s; closing the session as dead.", EventName = "PeerTimedOut")]
     public static partial void PeerTimedOut(ILogger logger, string connectionId, double seconds);
 
-    [LoggerMessage(2009, LogLevel.Information, "Connection {ConnectionId}: the peer's key is not the expected one; retrying with XX.", EventName = "FallbackToXX")]
-    public static partial void FallbackToXX(ILogger logger, string connectionId);
 }
