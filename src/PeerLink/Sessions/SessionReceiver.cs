@@ -88,8 +88,12 @@ internal sealed class SessionReceiver
         }
     }
 
-    /// <summary>Starts the receive loop.</summary>
-    public void Start() => _receiveLoop = Task.Run(ReceiveLoopAsync, CancellationToken.None);
+    /// <summary>
+    /// Starts the receive loop on this thread: what is already buffered is processed before this returns, and the loop
+    /// goes on from wherever data arrives next. The peer's first records often come with its last handshake message (in
+    /// IK the responder's ACCEPT rides with message 2), so the initiator is established without a thread hop.
+    /// </summary>
+    public void Start() => _receiveLoop = ReceiveLoopAsync();
 
     /// <summary>The session ended gracefully: the application reads what is queued, then the end.</summary>
     public void OnCompleted() => _inbox.Complete();
