@@ -78,6 +78,9 @@ public sealed class SecureSession : IAsyncDisposable
 
     internal int ReceiveRekeys => _receiver.Rekeys;
 
+    /// <summary>True while a send waits for queue space (for tests and diagnostics).</summary>
+    internal bool IsSendBlocked => _sender.IsWaitingForSpace;
+
     /// <summary>The authenticated peer.</summary>
     public PeerId RemotePeerId { get; }
 

@@ -79,6 +79,18 @@ internal sealed class SessionSender
     /// <summary>When this side last handed bytes to the transport (a <see cref="TimeProvider"/> timestamp).</summary>
     public long LastSentAt => Volatile.Read(ref _lastSentAt);
 
+    /// <summary>True while a send waits for queue space (the peer does not keep up); for tests and diagnostics.</summary>
+    public bool IsWaitingForSpace
+    {
+        get
+        {
+            lock (_sendGate)
+            {
+                return _sendSpace is not null;
+            }
+        }
+    }
+
     /// <summary>True once a failure stopped the sender.</summary>
     public bool HasFailed => Volatile.Read(ref _failure) is not null;
 
