@@ -37,6 +37,7 @@ public sealed class PeerNode : IAsyncDisposable
     private readonly SecureSessionOptions? _aesGcmOptions;     // the session options with PreferAesGcm, when AES-GCM may be agreed
     private readonly ConcurrentDictionary<PeerId, byte> _aesPeers = new();   // peers that announced AES instructions
     private int _disposed;
+    private long _shedConnections;
 
     internal PeerNode(PeerIdentity identity, PeerNodeOptions options, SecureSessionOptions sessionOptions, IReadOnlyList<IPeerListener> listeners, IPeerConnector connector, IReadOnlyList<IPeerNodeComponent> components, ILoggerFactory loggerFactory)
     {
@@ -70,6 +71,9 @@ public sealed class PeerNode : IAsyncDisposable
 
     /// <summary>The components that extension packages added (see <see cref="PeerNodeBuilder.AddComponent"/>).</summary>
     public IReadOnlyList<IPeerNodeComponent> Components => _components;
+
+    /// <summary>Incoming connections dropped (reset) by the handshake and session limits so far; for tests and diagnostics.</summary>
+    internal long ShedConnections => Interlocked.Read(ref _shedConnections);
 
     /// <summary>The sessions open now, incoming and outgoing.</summary>
     public IReadOnlyCollection<SecureSession> Sessions => _sessions.Keys.ToArray();
@@ -239,6 +243,7 @@ public sealed class PeerNode : IAsyncDisposable
 
                     connection.Abort();
                     await connection.DisposeAsync().ConfigureAwait(false);
+                    Interlocked.Increment(ref _shedConnections);
                     continue;
                 }
 
