@@ -84,4 +84,13 @@ public enum PeerLinkError
 
     /// <summary>No route to the remote host or network, or its name could not be resolved.</summary>
     HostUnreachable = 26,
+
+    /// <summary>
+    /// A relay limit of the rendezvous node was reached (bytes or duration of a relayed session, relayed sessions per
+    /// device, connect requests per second); the node ended or refused the relayed path.
+    /// </summary>
+    RelayLimitExceeded = 27,
+
+    /// <summary>The node is not attached to its rendezvous node (still attaching, or the rendezvous node is unreachable).</summary>
+    NotAttached = 28,
 }

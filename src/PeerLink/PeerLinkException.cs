@@ -24,8 +24,8 @@ public sealed class PeerLinkException : IOException
         Error = error;
     }
 
-    internal PeerLinkException(PeerLinkError error, string message, SessionCloseCode remoteCloseCode)
-        : base(message)
+    internal PeerLinkException(PeerLinkError error, string message, SessionCloseCode? remoteCloseCode, Exception? innerException = null)
+        : base(message, innerException)
     {
         Error = error;
         RemoteCloseCode = remoteCloseCode;

@@ -95,8 +95,7 @@ public sealed class PeerNode : IAsyncDisposable
         SecureSession session;
         try
         {
-            // A peer that announced AES instructions in an earlier session gets AES-GCM (IK only: the peer is known).
-            SecureSessionOptions options = expectedPeer is { } known && _aesGcmOptions is not null && _aesPeers.ContainsKey(known) ? _aesGcmOptions : _sessionOptions;
+            SecureSessionOptions options = OptionsFor(expectedPeer);
             PeerConnection connection = await _connector.ConnectAsync(remoteEndPoint, cancellationToken).ConfigureAwait(false);
             session = await SecureSession.ConnectAsync(connection, options, expectedPeer, _loggerFactory, cancellationToken).ConfigureAwait(false);
         }
@@ -112,13 +111,17 @@ public sealed class PeerNode : IAsyncDisposable
     }
 
     /// <summary>
-    /// Opens an IK session to a peer known only by its PeerId: the node's locators (such as mDNS discovery) say where it
-    /// is, and each endpoint is tried in turn until one completes the handshake.
+    /// Opens an IK session to a peer known only by its PeerId. The node's locators (such as mDNS discovery) say where it
+    /// may be, and each endpoint is tried in turn; when none answers, or none is known, the node's dialers (such as a
+    /// rendezvous node's relay) are tried.
     /// </summary>
     /// <param name="peer">The peer.</param>
     /// <param name="cancellationToken">Cancels the lookup, connects and handshake.</param>
     /// <returns>The session.</returns>
-    /// <exception cref="PeerLinkException"><see cref="PeerLinkError.PeerNotFound"/> when no locator knows the peer; otherwise the last endpoint's failure.</exception>
+    /// <exception cref="PeerLinkException">
+    /// <see cref="PeerLinkError.PeerNotFound"/> when no component knows the peer; otherwise the failure of the last path
+    /// tried (for example <see cref="PeerLinkError.PeerRefused"/> when the peer refused this node).
+    /// </exception>
     public async Task<SecureSession> ConnectAsync(PeerId peer, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
@@ -126,11 +129,6 @@ public sealed class PeerNode : IAsyncDisposable
         foreach (IPeerLocator locator in _components.OfType<IPeerLocator>())
         {
             endPoints.AddRange(await locator.LocateAsync(peer, cancellationToken).ConfigureAwait(false));
-        }
-
-        if (endPoints.Count == 0)
-        {
-            throw new PeerLinkException(PeerLinkError.PeerNotFound, $"No component of this node knows where peer {peer.ToFingerprint()} is.");
         }
 
         PeerLinkException? last = null;
@@ -147,7 +145,68 @@ public sealed class PeerNode : IAsyncDisposable
             }
         }
 
-        throw new PeerLinkException(PeerLinkError.PeerNotFound, $"None of the {endPoints.Count} endpoint(s) of peer {peer.ToFingerprint()} answered: {last!.Message}", last);
+        bool dialed = false;
+        foreach (IPeerDialer dialer in _components.OfType<IPeerDialer>())
+        {
+            PeerConnection? connection;
+            try
+            {
+                connection = await dialer.DialAsync(peer, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PeerLinkException e)
+            {
+                last = e;
+                dialed = true;
+                continue;
+            }
+
+            if (connection is null)
+            {
+                continue;
+            }
+
+            SecureSession session = await SecureSession.ConnectAsync(connection, OptionsFor(peer), peer, _loggerFactory, cancellationToken).ConfigureAwait(false);
+            Track(session);
+            return session;
+        }
+
+        if (dialed)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(last!);
+        }
+
+        throw endPoints.Count == 0
+            ? new PeerLinkException(PeerLinkError.PeerNotFound, $"No component of this node knows where peer {peer.ToFingerprint()} is.")
+            : new PeerLinkException(PeerLinkError.PeerNotFound, $"None of the {endPoints.Count} endpoint(s) of peer {peer.ToFingerprint()} answered: {last!.Message}", last);
+    }
+
+    /// <summary>The session options of this node (validated, with its identity), for components that open sessions of their own.</summary>
+    internal SecureSessionOptions SessionOptions => _sessionOptions;
+
+    /// <summary>The node's logging, for components.</summary>
+    internal ILoggerFactory LoggerFactory => _loggerFactory;
+
+    /// <summary>Cancelled when the node stops.</summary>
+    internal CancellationToken Stopping => _stopping.Token;
+
+    /// <summary>
+    /// Takes an incoming connection that did not come from a listener (a relayed connection that a rendezvous node
+    /// announced): the same admission limits and responder handshake as a listener's, then <see cref="AcceptAsync"/>.
+    /// The node owns the connection from now on.
+    /// </summary>
+    internal async ValueTask AcceptConnectionAsync(PeerConnection connection)
+    {
+        if (_disposed != 0 || _stopping.IsCancellationRequested)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            return;
+        }
+
+        (bool admitted, UInt128 source) = await AdmitAsync(connection).ConfigureAwait(false);
+        if (admitted)
+        {
+            await HandshakeAsync(connection, source).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The first component of type <typeparamref name="T"/>, or null.</summary>
@@ -220,6 +279,10 @@ public sealed class PeerNode : IAsyncDisposable
         NodeLog.Stopped(_logger, PeerId.ToFingerprint());
     }
 
+    /// <summary>The session options for a connection to <paramref name="peer"/>: a peer that announced AES instructions in an earlier session gets AES-GCM (IK only: the peer is known).</summary>
+    private SecureSessionOptions OptionsFor(PeerId? peer) =>
+        peer is { } known && _aesGcmOptions is not null && _aesPeers.ContainsKey(known) ? _aesGcmOptions : _sessionOptions;
+
     private static async Task CloseAndDisposeAsync(SecureSession session)
     {
         await session.CloseAsync(SessionCloseCode.Shutdown).ConfigureAwait(false);
@@ -233,17 +296,9 @@ public sealed class PeerNode : IAsyncDisposable
         {
             while (await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false) is { } connection)
             {
-                ShedReason shed = _admission.TryAdmit(connection.RemoteEndPoint, _sessions.Count, out UInt128 source);
-                if (shed != ShedReason.None)
+                (bool admitted, UInt128 source) = await AdmitAsync(connection).ConfigureAwait(false);
+                if (!admitted)
                 {
-                    if (_admission.ShouldLog(out int unlogged))
-                    {
-                        NodeLog.ConnectionShed(_logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?", Describe(shed), unlogged);
-                    }
-
-                    connection.Abort();
-                    await connection.DisposeAsync().ConfigureAwait(false);
-                    Interlocked.Increment(ref _shedConnections);
                     continue;
                 }
 
@@ -260,6 +315,26 @@ public sealed class PeerNode : IAsyncDisposable
         }
 
         await Task.WhenAll(handshakes).ConfigureAwait(false);
+    }
+
+    /// <summary>Applies the handshake and session limits; a connection over them is reset, logged at a bounded rate and counted.</summary>
+    private async ValueTask<(bool Admitted, UInt128 Source)> AdmitAsync(PeerConnection connection)
+    {
+        ShedReason shed = _admission.TryAdmit(connection.RemoteEndPoint, _sessions.Count, out UInt128 source);
+        if (shed == ShedReason.None)
+        {
+            return (true, source);
+        }
+
+        if (_admission.ShouldLog(out int unlogged))
+        {
+            NodeLog.ConnectionShed(_logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?", Describe(shed), unlogged);
+        }
+
+        connection.Abort();
+        await connection.DisposeAsync().ConfigureAwait(false);
+        Interlocked.Increment(ref _shedConnections);
+        return (false, source);
     }
 
     private string Describe(ShedReason reason) => reason switch

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Net;
 using System.Threading;
 using System.Threading.Tasks;
+using PeerLink.Transport;
 
 namespace PeerLink;
 
@@ -25,4 +26,21 @@ public interface IPeerLocator
     /// <param name="peer">The peer.</param>
     /// <param name="cancellationToken">Cancels the lookup.</param>
     ValueTask<IReadOnlyList<EndPoint>> LocateAsync(PeerId peer, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Opens connections to peers known only by their PeerId through something other than an address, such as a rendezvous
+/// node's relay. <see cref="PeerNode.ConnectAsync(PeerId, CancellationToken)"/> asks every component that implements it
+/// after the addresses of the <see cref="IPeerLocator"/>s (the LAN) failed or were none.
+/// </summary>
+public interface IPeerDialer
+{
+    /// <summary>
+    /// A connection on which the node then opens an IK session to <paramref name="peer"/>; the caller owns it. Null when
+    /// this dialer cannot reach peers now and has nothing to say about it.
+    /// </summary>
+    /// <param name="peer">The peer.</param>
+    /// <param name="cancellationToken">Cancels the attempt.</param>
+    /// <exception cref="PeerLinkException">The dialer tried and failed; the code says why (for example <see cref="PeerLinkError.PeerNotFound"/>).</exception>
+    ValueTask<PeerConnection?> DialAsync(PeerId peer, CancellationToken cancellationToken);
 }

@@ -11,11 +11,15 @@ public abstract class PeerIdentities : IDisposable
 
     protected PeerIdentity Mallory { get; } = PeerIdentity.Generate();
 
+    /// <summary>A rendezvous node's identity.</summary>
+    protected PeerIdentity Relay { get; } = PeerIdentity.Generate();
+
     public void Dispose()
     {
         Alice.Dispose();
         Bob.Dispose();
         Mallory.Dispose();
+        Relay.Dispose();
         GC.SuppressFinalize(this);
     }
 }

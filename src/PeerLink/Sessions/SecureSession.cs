@@ -47,7 +47,7 @@ public sealed class SecureSession : IAsyncDisposable
     // Lifetime.
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ITimer _keepAlive;
-    private readonly SessionKeepAlive _keepAlivePolicy;
+    private SessionKeepAlive _keepAlivePolicy;     // replaced whole by SetKeepAlive; a struct of two TimeSpans, read by the timer
     private int _disposed;
 
     internal SecureSession(PeerConnection connection, NoiseTransport noise, NoiseProtocol protocol, PeerId remotePeerId, SessionHello remote, bool isInitiator, byte[] handshakeHash, SecureSessionOptions options, ILogger logger)
@@ -72,6 +72,24 @@ public sealed class SecureSession : IAsyncDisposable
         _keepAlivePolicy = new SessionKeepAlive(options.KeepAliveInterval, options.IdleTimeout);
         _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, _keepAlivePolicy.TimerPeriod, _keepAlivePolicy.TimerPeriod);
     }
+
+    /// <summary>
+    /// Changes the keepalive interval and idle timeout after the handshake: a rendezvous node tells its devices at attach
+    /// how often to send keepalives (docs/nat-traversal.md).
+    /// </summary>
+    internal void SetKeepAlive(TimeSpan interval, TimeSpan idleTimeout)
+    {
+        if (interval <= TimeSpan.Zero || idleTimeout <= interval)
+        {
+            throw new ArgumentOutOfRangeException(nameof(interval), "The interval must be positive and the idle timeout longer.");
+        }
+
+        _keepAlivePolicy = new SessionKeepAlive(interval, idleTimeout);
+        _keepAlive.Change(_keepAlivePolicy.TimerPeriod, _keepAlivePolicy.TimerPeriod);
+    }
+
+    /// <summary>The keepalive interval in force (the options' unless <see cref="SetKeepAlive"/> changed it).</summary>
+    internal TimeSpan KeepAliveInterval => _keepAlivePolicy.Interval;
 
     /// <summary>How many times each direction was rekeyed (for tests and diagnostics).</summary>
     internal int SendRekeys => _sender.Rekeys;
@@ -420,8 +438,9 @@ public sealed class SecureSession : IAsyncDisposable
             _time.GetElapsedTime(_receiver.LastReceivedAt), _time.GetElapsedTime(_sender.LastSentAt), _receiver.IsPaused);
         if ((action & KeepAliveAction.Dead) != 0)
         {
-            SessionLog.PeerTimedOut(_logger, _connection.ConnectionId, _options.IdleTimeout.TotalSeconds);
-            Fail(new PeerLinkException(PeerLinkError.PeerTimeout, $"Nothing arrived from {RemotePeerId.ToFingerprint()} for {_options.IdleTimeout.TotalSeconds} s: the peer is gone."), abortConnection: true);
+            double idle = _keepAlivePolicy.IdleTimeout.TotalSeconds;
+            SessionLog.PeerTimedOut(_logger, _connection.ConnectionId, idle);
+            Fail(new PeerLinkException(PeerLinkError.PeerTimeout, $"Nothing arrived from {RemotePeerId.ToFingerprint()} for {idle} s: the peer is gone."), abortConnection: true);
             return;
         }
 

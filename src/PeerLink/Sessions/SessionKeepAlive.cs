@@ -24,6 +24,12 @@ internal enum KeepAliveAction
 /// </summary>
 internal readonly struct SessionKeepAlive(TimeSpan interval, TimeSpan idleTimeout)
 {
+    /// <summary>How long nothing is sent before a PING.</summary>
+    public TimeSpan Interval => interval;
+
+    /// <summary>How long nothing arrives before the peer counts as gone.</summary>
+    public TimeSpan IdleTimeout => idleTimeout;
+
     /// <summary>How often the timer should ask: twice per interval, so a PING goes out at most half an interval late.</summary>
     public TimeSpan TimerPeriod => interval / 2;
 

@@ -151,7 +151,7 @@ internal sealed class SessionReceiver
         received = null;
         if (ended && error is PeerLinkException inner)
         {
-            throw new PeerLinkException(inner.Error, inner.Message, inner);
+            throw new PeerLinkException(inner.Error, inner.Message, inner.RemoteCloseCode, inner);   // a fresh stack for this caller, the same code
         }
 
         return ended;
@@ -264,7 +264,7 @@ internal sealed class SessionReceiver
             SessionCloseCode code = e.Error switch
             {
                 PeerLinkError.MessageTooLarge => SessionCloseCode.MessageTooLarge,
-                PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted => SessionCloseCode.Normal,
+                PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted or PeerLinkError.RelayLimitExceeded => SessionCloseCode.Normal,
                 _ => SessionCloseCode.ProtocolViolation,
             };
             if (code != SessionCloseCode.Normal && e.Error != PeerLinkError.DecryptionFailed)

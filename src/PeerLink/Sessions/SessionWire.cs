@@ -76,4 +76,7 @@ public enum SessionCloseCode : byte
 
     /// <summary>The peer stopped answering.</summary>
     Timeout = 5,
+
+    /// <summary>A newer session of the same peer replaced this one (a rendezvous attachment from a device that moved).</summary>
+    Replaced = 6,
 }

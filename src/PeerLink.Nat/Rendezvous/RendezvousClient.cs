@@ -1,0 +1,402 @@
+// A device's side of the rendezvous protocol (docs/nat-traversal.md): it keeps the node's attach session alive,
+// attaching again with jittered exponential backoff after a loss; it asks the node for relays to peers it names by
+// PeerId, and opens the relay connections that the node announces for peers that want it.
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Net;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using PeerLink.Sessions;
+using PeerLink.Transport;
+
+namespace PeerLink.Nat.Rendezvous;
+
+/// <summary>
+/// The component that attaches a node to its rendezvous node, so that peers reach it by PeerId alone, and reaches them
+/// the same way. Add it with <see cref="RendezvousBuilderExtensions.UseRendezvous"/>; find it with
+/// <c>node.GetComponent&lt;RendezvousClient&gt;()</c>.
+/// </summary>
+/// <remarks>Thread-safe.</remarks>
+public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
+{
+    private readonly RendezvousClientOptions _options;
+    private readonly TcpPeerConnector _connector;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<long, PeerConnection> _relays = new();
+    private readonly Lock _gate = new();
+    private TaskCompletionSource<SecureSession> _attached = NewAttachedSource();
+    private TaskCompletionSource _detached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private PeerNode? _node;
+    private SecureSessionOptions? _attachOptions;
+    private TimeProvider _time = TimeProvider.System;
+    private Task _attachLoop = Task.CompletedTask;
+    private long _epoch;
+    private string? _observed;
+    private TimeSpan _keepAlive;
+    private int _disposed;
+
+    internal RendezvousClient(IPEndPoint endPoint, PeerId rendezvousPeer, RendezvousClientOptions options, ILoggerFactory loggerFactory)
+    {
+        EndPoint = endPoint;
+        RendezvousPeerId = rendezvousPeer;
+        _options = options;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<RendezvousClient>();
+        _connector = new TcpPeerConnector(null, loggerFactory);
+    }
+
+    /// <summary>The rendezvous node's TCP endpoint.</summary>
+    public IPEndPoint EndPoint { get; }
+
+    /// <summary>The rendezvous node's PeerId, pinned: the attach session authenticates it.</summary>
+    public PeerId RendezvousPeerId { get; }
+
+    /// <summary>True while the node is attached.</summary>
+    public bool IsAttached => _attached.Task.IsCompletedSuccessfully;
+
+    /// <summary>The number the rendezvous node gave the current (or last) attachment; a newer one replaces an older.</summary>
+    public long Epoch => Interlocked.Read(ref _epoch);
+
+    /// <summary>This device's address and port as the rendezvous node saw the last attach session (server-reflexive over TCP).</summary>
+    public string? ObservedEndPoint => Volatile.Read(ref _observed);
+
+    /// <summary>The keepalive interval the rendezvous node asked for at the last attach.</summary>
+    public TimeSpan KeepAliveInterval
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _keepAlive;
+            }
+        }
+    }
+
+    /// <summary>Waits until the node is attached (at once when it is).</summary>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    public Task WaitForAttachmentAsync(CancellationToken cancellationToken = default) => _attached.Task.WaitAsync(cancellationToken);
+
+    /// <summary>Completes when the current attachment is lost (for tests: the event, not a poll).</summary>
+    internal Task WhenDetachedAsync()
+    {
+        lock (_gate)
+        {
+            return _attached.Task.IsCompletedSuccessfully ? _detached.Task : Task.CompletedTask;
+        }
+    }
+
+    /// <inheritdoc/>
+    ValueTask IPeerNodeComponent.StartAsync(PeerNode node, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        if (_node is not null)
+        {
+            throw new InvalidOperationException("This rendezvous client already belongs to a node.");
+        }
+
+        _node = node;
+        SecureSessionOptions own = node.SessionOptions;
+        _time = own.TimeProvider;
+        _attachOptions = new SecureSessionOptions
+        {
+            ApplicationId = RendezvousWire.ApplicationId,
+            NetworkKey = _options.NetworkKey ?? own.NetworkKey,
+            AllowedPeers = new HashSet<PeerId> { RendezvousPeerId },
+            MaxMessageSize = RendezvousWire.MaxMessageSize,
+            HandshakeTimeout = own.HandshakeTimeout,
+            MaxSendQueueBytes = 16 * 1024,
+            MaxReceiveQueueBytes = 16 * 1024,
+            TimeProvider = _time,
+        }.Validate(nameof(node), own.Identity);
+        _attachLoop = Task.Run(AttachLoopAsync);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Asks the rendezvous node for a relay to <paramref name="peer"/> and opens the relay connection.</summary>
+    /// <param name="peer">The peer.</param>
+    /// <param name="cancellationToken">Cancels the attempt.</param>
+    /// <returns>The relay connection, on which the node then runs the end-to-end IK handshake.</returns>
+    /// <exception cref="PeerLinkException">
+    /// <see cref="PeerLinkError.NotAttached"/> when the node is not attached within <see cref="RendezvousClientOptions.AttachWait"/>;
+    /// <see cref="PeerLinkError.PeerNotFound"/> when the peer is not attached to the rendezvous node;
+    /// <see cref="PeerLinkError.RelayLimitExceeded"/> when a relay limit refuses it.
+    /// </exception>
+    public async ValueTask<PeerConnection?> DialAsync(PeerId peer, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_node is null)
+        {
+            return null;
+        }
+
+        SecureSession session = await WaitForSessionAsync(cancellationToken).ConfigureAwait(false);
+        byte[] response = await session.RequestAsync(RendezvousWire.Serialize(new ConnectRequest(peer.ToArray())), cancellationToken).ConfigureAwait(false);
+        if (RendezvousWire.Deserialize(response) is not ConnectReply reply)
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node answered a connect request with another message.");
+        }
+
+        if (reply.Error != 0)
+        {
+            PeerLinkError error = Enum.IsDefined((PeerLinkError)reply.Error) ? (PeerLinkError)reply.Error : PeerLinkError.Unknown;
+            throw new PeerLinkException(error, $"The rendezvous node cannot relay to {peer.ToFingerprint()}: {reply.Reason}.");
+        }
+
+        if (reply.Token is not { Length: RendezvousWire.TokenLength })
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node's connect reply has no valid token.");
+        }
+
+        return await OpenRelayAsync(reply.Circuit, reply.Token, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Stops attaching and closes the attach session; sessions already relayed carry on until the node ends them.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _attachLoop.ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+
+    private static TaskCompletionSource<SecureSession> NewAttachedSource() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private async Task<SecureSession> WaitForSessionAsync(CancellationToken cancellationToken)
+    {
+        Task<SecureSession> attached = _attached.Task;
+        if (attached.IsCompletedSuccessfully)
+        {
+            return attached.Result;
+        }
+
+        try
+        {
+            return await attached.WaitAsync(_options.AttachWait, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new PeerLinkException(PeerLinkError.NotAttached, $"Not attached to rendezvous node {RendezvousPeerId.ToFingerprint()} at {EndPoint}.");
+        }
+    }
+
+    private async Task AttachLoopAsync()
+    {
+        CancellationToken stopping = _stopping.Token;
+        int failures = 0;
+        while (!stopping.IsCancellationRequested)
+        {
+            string reason;
+            bool replaced = false;
+            try
+            {
+                PeerConnection connection = await _connector.ConnectAsync(EndPoint, stopping).ConfigureAwait(false);
+                SecureSession session = await SecureSession.ConnectAsync(connection, _attachOptions!, RendezvousPeerId, _loggerFactory, stopping).ConfigureAwait(false);
+                try
+                {
+                    await WelcomeAsync(session, stopping).ConfigureAwait(false);
+                    failures = 0;
+                    await ReceiveLoopAsync(session, stopping).ConfigureAwait(false);
+                    reason = "the rendezvous node closed the session";
+                }
+                catch (PeerLinkException e)
+                {
+                    reason = e.Message;
+                    replaced = e.RemoteCloseCode == SessionCloseCode.Replaced;
+                }
+                finally
+                {
+                    lock (_gate)
+                    {
+                        if (_attached.Task.IsCompleted)
+                        {
+                            _attached = NewAttachedSource();
+                            _detached.TrySetResult();
+                            _detached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                        }
+                    }
+
+                    await session.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+            catch (PeerLinkException e)
+            {
+                reason = e.Message;
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                break;
+            }
+
+            if (stopping.IsCancellationRequested)
+            {
+                break;
+            }
+
+            // Jittered exponential backoff; a device whose attachment a newer one replaced (it moved, or its key is in
+            // two places) waits the longest, so that two copies do not take turns evicting each other.
+            TimeSpan delay = replaced ? _options.MaxReattachDelay : Backoff(failures++);
+            RendezvousLog.ClientDetached(_logger, RendezvousPeerId.ToFingerprint(), reason, delay.TotalSeconds);
+            try
+            {
+                await Task.Delay(delay, _time, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+    }
+
+    /// <summary>The nominal delay doubles per failure up to the maximum; the real one is drawn between half and all of it.</summary>
+    private TimeSpan Backoff(int failures)
+    {
+        double nominal = Math.Min(_options.MaxReattachDelay.TotalMilliseconds, _options.MinReattachDelay.TotalMilliseconds * Math.Pow(2, Math.Min(failures, 30)));
+        return TimeSpan.FromMilliseconds(nominal * (0.5 + (Random.Shared.NextDouble() * 0.5)));
+    }
+
+    /// <summary>The node's first message says the attachment is live and how often to keep it alive.</summary>
+    private async Task WelcomeAsync(SecureSession session, CancellationToken stopping)
+    {
+        using var deadline = new CancellationTokenSource(_attachOptions!.HandshakeTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, stopping);
+        PeerMessage? first;
+        try
+        {
+            first = await session.ReceiveAsync(linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            throw new PeerLinkException(PeerLinkError.HandshakeTimeout, "The rendezvous node sent no welcome.");
+        }
+
+        if (first is not { } received || RendezvousWire.Deserialize(received.Payload) is not Welcome welcome)
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node's first message was not a welcome.");
+        }
+
+        var keepAlive = TimeSpan.FromMilliseconds(Math.Clamp(welcome.KeepAliveMs, 1000, 3_600_000));
+        session.SetKeepAlive(keepAlive, keepAlive * 3);
+        lock (_gate)
+        {
+            _keepAlive = keepAlive;
+            Interlocked.Exchange(ref _epoch, welcome.Epoch);
+            Volatile.Write(ref _observed, welcome.ObservedEndPoint);
+            _attached.TrySetResult(session);
+        }
+
+        RendezvousLog.ClientAttached(_logger, RendezvousPeerId.ToFingerprint(), EndPoint, welcome.Epoch, keepAlive.TotalSeconds, welcome.ObservedEndPoint ?? "?");
+    }
+
+    private async Task ReceiveLoopAsync(SecureSession session, CancellationToken stopping)
+    {
+        while (await session.ReceiveAsync(stopping).ConfigureAwait(false) is { } message)
+        {
+            RendezvousMessage parsed;
+            try
+            {
+                parsed = RendezvousWire.Deserialize(message.Payload);
+            }
+            catch (PeerLinkException)
+            {
+                continue;   // a message of a newer protocol version: not for us
+            }
+
+            switch (parsed)
+            {
+                case IncomingRelay incoming when incoming.From is { Length: PeerId.Size } && incoming.Token is { Length: RendezvousWire.TokenLength }:
+                    _ = Task.Run(() => AcceptRelayAsync(incoming));
+                    break;
+                case RelayEnded ended when message.IsRequest:
+                    EndRelay(ended);
+                    await session.RespondAsync(message, RendezvousWire.Serialize(new RelayEndedAck(ended.Circuit)), stopping).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
+    private async Task AcceptRelayAsync(IncomingRelay incoming)
+    {
+        RendezvousLog.ClientIncomingRelay(_logger, incoming.Circuit, new PeerId(incoming.From).ToFingerprint());
+        PeerConnection connection;
+        try
+        {
+            connection = await OpenRelayAsync(incoming.Circuit, incoming.Token, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is PeerLinkException or OperationCanceledException or ObjectDisposedException)
+        {
+            RendezvousLog.ClientRelayFailed(_logger, incoming.Circuit, e.Message);
+            return;
+        }
+
+        await _node!.AcceptConnectionAsync(connection).ConfigureAwait(false);   // the node's own authorization decides
+    }
+
+    private async Task<PeerConnection> OpenRelayAsync(long circuit, byte[] token, CancellationToken cancellationToken)
+    {
+        PeerConnection connection = await _connector.ConnectAsync(EndPoint, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            RendezvousWire.WriteRelayPreamble(connection.Transport.Output, token);
+            await connection.Transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            connection.Abort();
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        _relays[circuit] = connection;
+        connection.ConnectionClosed.UnsafeRegister(static state =>
+        {
+            var (relays, id, c) = ((ConcurrentDictionary<long, PeerConnection>, long, PeerConnection))state!;
+            relays.TryRemove(new KeyValuePair<long, PeerConnection>(id, c));
+        }, (_relays, circuit, connection));
+        return connection;
+    }
+
+    /// <summary>The node ends a relay (a limit): the session on it fails with the node's reason, not a bare reset.</summary>
+    private void EndRelay(RelayEnded ended)
+    {
+        RendezvousLog.ClientRelayEnded(_logger, ended.Circuit, ended.Reason);
+        if (_relays.TryRemove(ended.Circuit, out PeerConnection? connection))
+        {
+            PeerLinkError error = Enum.IsDefined((PeerLinkError)ended.Error) ? (PeerLinkError)ended.Error : PeerLinkError.ConnectionReset;
+            connection.Abort(new PeerLinkException(error, $"The rendezvous node ended the relayed session: {ended.Reason}."));
+        }
+    }
+}
+
+/// <summary>Adds a rendezvous node to a <see cref="PeerNodeBuilder"/>.</summary>
+public static class RendezvousBuilderExtensions
+{
+    /// <summary>
+    /// Attaches the node to a rendezvous node, so that peers anywhere reach it by PeerId alone and it reaches them:
+    /// <see cref="PeerNode.ConnectAsync(PeerId, CancellationToken)"/> tries the LAN first (mDNS, when added) and then a
+    /// relayed end-to-end session through the rendezvous node.
+    /// </summary>
+    /// <param name="builder">The node's builder.</param>
+    /// <param name="endPoint">The rendezvous node's TCP endpoint.</param>
+    /// <param name="rendezvousPeer">The rendezvous node's PeerId (pinned, like a server's key).</param>
+    /// <param name="configure">Changes the defaults of <see cref="RendezvousClientOptions"/>.</param>
+    /// <returns>The builder.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="builder"/> or <paramref name="endPoint"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The options are inconsistent.</exception>
+    public static PeerNodeBuilder UseRendezvous(this PeerNodeBuilder builder, IPEndPoint endPoint, PeerId rendezvousPeer, Action<RendezvousClientOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(endPoint);
+        var options = new RendezvousClientOptions();
+        configure?.Invoke(options);
+        return builder.AddComponent(new RendezvousClient(endPoint, rendezvousPeer, options.Validate(nameof(configure)), builder.LoggerFactory ?? NullLoggerFactory.Instance));
+    }
+}

@@ -1,0 +1,112 @@
+// The rendezvous protocol (docs/nat-traversal.md): typed messages on the attach session between a device and its
+// rendezvous node, and the preamble of a relay connection. Every message is a MessagePack [tag, map] union.
+using System;
+using System.Buffers;
+using System.Security.Cryptography;
+using PeerLink.Internal;
+using PeerLink.Messaging;
+using PolyType;
+
+namespace PeerLink.Nat.Rendezvous;
+
+/// <summary>Constants of the rendezvous protocol.</summary>
+internal static class RendezvousWire
+{
+    /// <summary>The application id of attach sessions (both ends use it, whatever application the device runs).</summary>
+    public const string ApplicationId = "peerlink-rendezvous";
+
+    /// <summary>The version in <see cref="Welcome"/>.</summary>
+    public const int Version = 1;
+
+    /// <summary>Attach sessions carry small control messages only.</summary>
+    public const int MaxMessageSize = 4096;
+
+    /// <summary>A relay connection starts with "PLRY", the version, and the 16-byte token of its circuit.</summary>
+    public const int RelayPreambleLength = 4 + 1 + TokenLength;
+
+    public const int TokenLength = 16;
+
+    public static ReadOnlySpan<byte> RelayMagic => "PLRY"u8;
+
+    public static ReadOnlySpan<byte> SessionMagic => "PLNK"u8;
+
+    public static byte[] NewToken() => RandomNumberGenerator.GetBytes(TokenLength);
+
+    public static void WriteRelayPreamble(IBufferWriter<byte> output, ReadOnlySpan<byte> token)
+    {
+        Span<byte> preamble = output.GetSpan(RelayPreambleLength)[..RelayPreambleLength];
+        RelayMagic.CopyTo(preamble);
+        preamble[4] = Version;
+        token.CopyTo(preamble[5..]);
+        output.Advance(RelayPreambleLength);
+    }
+
+    public static byte[] Serialize(RendezvousMessage message)
+    {
+        PooledBufferWriter buffer = PooledBufferWriter.Rent();
+        try
+        {
+            TypedMessages.Serialize(TypedMessages.DefaultSerializer, buffer, message, RendezvousMessage.Shape);
+            return buffer.WrittenMemory.ToArray();
+        }
+        finally
+        {
+            PooledBufferWriter.Return(buffer);
+        }
+    }
+
+    /// <summary>Reads one message; anything malformed is <see cref="PeerLinkError.InvalidMessagePack"/>.</summary>
+    public static RendezvousMessage Deserialize(ReadOnlyMemory<byte> payload) =>
+        TypedMessages.Deserialize(TypedMessages.DefaultSerializer, payload, RendezvousMessage.Shape)
+        ?? throw new PeerLinkException(PeerLinkError.InvalidMessagePack, "A rendezvous message was nil.");
+}
+
+/// <summary>A message on the attach session.</summary>
+[GenerateShape]
+[DerivedTypeShape(typeof(Welcome), Tag = 1)]
+[DerivedTypeShape(typeof(ConnectRequest), Tag = 2)]
+[DerivedTypeShape(typeof(ConnectReply), Tag = 3)]
+[DerivedTypeShape(typeof(IncomingRelay), Tag = 4)]
+[DerivedTypeShape(typeof(RelayEnded), Tag = 5)]
+[DerivedTypeShape(typeof(RelayEndedAck), Tag = 6)]
+internal abstract partial record RendezvousMessage
+{
+    public static ITypeShape<RendezvousMessage> Shape { get; } = ShapeOf<RendezvousMessage>();
+
+    private static ITypeShape<T> ShapeOf<T>()
+        where T : IShapeable<T> => T.GetTypeShape();
+}
+
+/// <summary>Node → device, first message after the handshake: the attachment is live.</summary>
+/// <param name="Version">The node's rendezvous protocol version.</param>
+/// <param name="Epoch">This attachment's number; a newer attachment of the same PeerId replaces an older one.</param>
+/// <param name="KeepAliveMs">How often the device sends keepalives on this session when idle.</param>
+/// <param name="ObservedEndPoint">The device's address and port as the node sees them (server-reflexive over TCP).</param>
+internal sealed record Welcome(int Version, long Epoch, int KeepAliveMs, string? ObservedEndPoint) : RendezvousMessage;
+
+/// <summary>Device → node, as a session request: relay me to <paramref name="Target"/>.</summary>
+/// <param name="Target">The 32-byte PeerId of the peer to reach.</param>
+internal sealed record ConnectRequest(byte[] Target) : RendezvousMessage;
+
+/// <summary>Node → device, the response to <see cref="ConnectRequest"/>.</summary>
+/// <param name="Error">0, or the <see cref="PeerLinkError"/> that explains the refusal.</param>
+/// <param name="Circuit">The relay circuit's number.</param>
+/// <param name="Token">The 16-byte token to present on the relay connection.</param>
+/// <param name="Reason">Why it was refused, for people.</param>
+internal sealed record ConnectReply(int Error, long Circuit, byte[]? Token, string? Reason) : RendezvousMessage;
+
+/// <summary>Node → callee: a peer wants a relayed session; connect to the node with this token.</summary>
+/// <param name="Circuit">The relay circuit's number.</param>
+/// <param name="From">The caller's 32-byte PeerId, as the node authenticated it.</param>
+/// <param name="Token">The callee's token for the relay connection.</param>
+internal sealed record IncomingRelay(long Circuit, byte[] From, byte[] Token) : RendezvousMessage;
+
+/// <summary>Node → both ends of a circuit, as a session request: the relay is ending, and why.</summary>
+/// <param name="Circuit">The relay circuit's number.</param>
+/// <param name="Error">The <see cref="PeerLinkError"/> the devices report to their sessions.</param>
+/// <param name="Reason">For people.</param>
+internal sealed record RelayEnded(long Circuit, int Error, string Reason) : RendezvousMessage;
+
+/// <summary>Device → node, the response to <see cref="RelayEnded"/>: the device has ended its side.</summary>
+/// <param name="Circuit">The relay circuit's number.</param>
+internal sealed record RelayEndedAck(long Circuit) : RendezvousMessage;

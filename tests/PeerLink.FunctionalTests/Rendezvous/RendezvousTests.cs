@@ -1,0 +1,381 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.Extensions.Time.Testing;
+using PeerLink.Nat.Rendezvous;
+using PeerLink.Sessions;
+using PeerLink.Testing;
+using PeerLink.Transport;
+using Xunit;
+
+namespace PeerLink.FunctionalTests.Rendezvous;
+
+/// <summary>
+/// A rendezvous node and devices on loopback: attach, connect by PeerId through the end-to-end encrypted relay, the
+/// callee's authorization, eviction by a newer attachment, the relay limits, and hostile devices.
+/// </summary>
+public sealed class RendezvousTests : PeerIdentities
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task ADeviceAttachesAndKeepsAliveAtTheIntervalTheNodeSets()
+    {
+        await using RendezvousServer server = await StartServerAsync(o => o.KeepAliveInterval = TimeSpan.FromSeconds(7));
+        await using PeerNode alice = await StartDeviceAsync(Alice, server);
+        RendezvousClient client = alice.GetComponent<RendezvousClient>()!;
+
+        await client.WaitForAttachmentAsync().WaitAsync(Limit);
+
+        Assert.True(client.IsAttached);
+        Assert.True(server.IsAttached(Alice.PeerId));
+        Assert.Equal(TimeSpan.FromSeconds(7), client.KeepAliveInterval);
+        Assert.Equal(1, client.Epoch);
+        Assert.StartsWith("127.0.0.1:", client.ObservedEndPoint);
+        Assert.Equal(1, server.AttachedCount);
+    }
+
+    [Fact]
+    public async Task TwoDevicesTalkByPeerIdThroughAnEndToEndRelay()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        await toBob.SendAsync("switch the hall light on"u8.ToArray());
+        PeerMessage? request = await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);
+        await fromAlice.SendAsync("done"u8.ToArray());
+        PeerMessage? answer = await toBob.ReceiveAsync().AsTask().WaitAsync(Limit);
+
+        Assert.Equal("switch the hall light on"u8.ToArray(), request!.Value.Payload.ToArray());
+        Assert.Equal("done"u8.ToArray(), answer!.Value.Payload.ToArray());
+        Assert.Equal(Bob.PeerId, toBob.RemotePeerId);
+        Assert.Equal(Alice.PeerId, fromAlice.RemotePeerId);
+        Assert.Equal("Noise_IK_25519_ChaChaPoly_SHA256", toBob.Protocol.Name);
+
+        // One Noise session end to end: the node relays it and is not a party to it (it would have a hash of its own).
+        Assert.Equal(toBob.HandshakeHash.ToArray(), fromAlice.HandshakeHash.ToArray());
+        Assert.Equal(1, server.RelayCount);
+        Assert.Equal(server.EndPoint.Port, ((IPEndPoint)toBob.RemoteEndPoint!).Port);
+    }
+
+    [Fact]
+    public async Task ARelayedSessionCarriesBulkBothWaysAndClosesGracefully()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+
+        byte[] block = RandomNumberGenerator.GetBytes(16 * 1024);
+        const int Count = 256;   // 4 MiB each way
+        Task sending = Task.Run(async () =>
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                block[0] = (byte)i;
+                await toBob.SendAsync(block);
+            }
+
+            await toBob.CloseAsync();
+        });
+        int received = 0;
+        await foreach (PeerMessage message in fromAlice.ReadAllAsync().WithCancellation(new CancellationTokenSource(Limit).Token))
+        {
+            Assert.Equal((byte)received, message.Payload.Span[0]);
+            Assert.Equal(block.Length, message.Payload.Length);
+            received++;
+        }
+
+        await sending.WaitAsync(Limit);
+        await fromAlice.Completion.WaitAsync(Limit);
+
+        Assert.Equal(Count, received);
+        Assert.True(server.RelayedBytes >= Count * block.Length || server.RelayCount <= 1);
+    }
+
+    [Fact]
+    public async Task TheCalleesOwnAuthorizationDecides()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server, o => o.Session.AllowedPeers = new HashSet<PeerId> { Mallory.PeerId });
+
+        var refused = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.PeerRefused, refused.Error);
+        Assert.Empty(bob.Sessions);
+    }
+
+    [Fact]
+    public async Task APeerThatIsNotAttachedIsNotFound()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+
+        var missing = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.PeerNotFound, missing.Error);
+        Assert.Contains("not attached", missing.Message);
+    }
+
+    [Fact]
+    public async Task WithoutAnAttachmentConnectByPeerIdSaysSo()
+    {
+        // A rendezvous endpoint where nothing listens: the device keeps trying; a connect waits AttachWait, then fails.
+        using var unused = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        unused.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        await using PeerNode alice = await new PeerNodeBuilder(Alice)
+            .UseRendezvous((IPEndPoint)unused.LocalEndPoint!, Relay.PeerId, o => o.AttachWait = TimeSpan.FromMilliseconds(200))
+            .StartAsync();
+
+        var error = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.NotAttached, error.Error);
+        Assert.False(alice.GetComponent<RendezvousClient>()!.IsAttached);
+    }
+
+    [Fact]
+    public async Task ANewerAttachmentOfTheSamePeerReplacesTheOlder()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bobOld = await StartAttachedDeviceAsync(Bob, server);
+        long oldEpoch = bobOld.GetComponent<RendezvousClient>()!.Epoch;
+
+        // The device moved: the same identity attaches from elsewhere, and is reachable there at once.
+        await using PeerNode bobNew = await StartAttachedDeviceAsync(Bob, server);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession? atNew = await bobNew.AcceptAsync().AsTask().WaitAsync(Limit);
+
+        Assert.True(bobNew.GetComponent<RendezvousClient>()!.Epoch > oldEpoch);
+        Assert.NotNull(atNew);
+        Assert.Empty(bobOld.Sessions);
+        Assert.Equal(2, server.AttachedCount);
+        await toBob.SendAsync(new byte[] { 1 });
+        Assert.Equal(new byte[] { 1 }, (await atNew!.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task OverTheByteLimitBothEndsLearnWhy()
+    {
+        await using RendezvousServer server = await StartServerAsync(o => o.MaxRelayBytes = 256 * 1024);
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+
+        Task reading = Task.Run(async () =>
+        {
+            await foreach (PeerMessage _ in fromAlice.ReadAllAsync())
+            {
+            }
+        });
+        byte[] block = new byte[16 * 1024];
+        var sendFailure = await Assert.ThrowsAsync<PeerLinkException>(async () =>
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                await toBob.SendAsync(block);
+            }
+        }).WaitAsync(Limit);
+        var aliceEnd = await Assert.ThrowsAsync<PeerLinkException>(() => toBob.Completion.WaitAsync(Limit));
+        var bobEnd = await Assert.ThrowsAsync<PeerLinkException>(() => fromAlice.Completion.WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.RelayLimitExceeded, aliceEnd.Error);
+        Assert.Equal(PeerLinkError.RelayLimitExceeded, bobEnd.Error);
+        Assert.Contains("bytes", aliceEnd.Message);
+        await Assert.ThrowsAsync<PeerLinkException>(() => reading.WaitAsync(Limit));
+        Assert.Equal(0, server.RelayCount);
+    }
+
+    [Fact]
+    public async Task OverTheDurationLimitBothEndsLearnWhy()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using RendezvousServer server = await StartServerAsync(o =>
+        {
+            o.TimeProvider = clock;
+            o.MaxRelayDuration = TimeSpan.FromSeconds(10);
+        });
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        await toBob.SendAsync(new byte[] { 1 });
+        await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);   // the relay is joined and carrying
+
+        clock.Advance(TimeSpan.FromSeconds(10));
+        var aliceEnd = await Assert.ThrowsAsync<PeerLinkException>(() => toBob.Completion.WaitAsync(Limit));
+        var bobEnd = await Assert.ThrowsAsync<PeerLinkException>(() => fromAlice.Completion.WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.RelayLimitExceeded, aliceEnd.Error);
+        Assert.Equal(PeerLinkError.RelayLimitExceeded, bobEnd.Error);
+        Assert.Contains("minutes", bobEnd.Message);
+    }
+
+    [Fact]
+    public async Task RelaysPerDeviceAreLimited()
+    {
+        await using RendezvousServer server = await StartServerAsync(o => o.MaxRelaysPerDevice = 1);
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        await using PeerNode mallory = await StartAttachedDeviceAsync(Mallory, server);
+        SecureSession first = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+
+        var second = await Assert.ThrowsAsync<PeerLinkException>(() => mallory.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.RelayLimitExceeded, second.Error);
+        Assert.Contains("1 relayed sessions", second.Message);
+        await first.SendAsync(new byte[] { 7 });   // the first relay is untouched
+        SecureSession atBob = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        Assert.Equal(new byte[] { 7 }, (await atBob.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task AFloodOfConnectRequestsIsRefusedBeyondTheRate()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using RendezvousServer server = await StartServerAsync(o =>
+        {
+            o.TimeProvider = clock;
+            o.MaxConnectRequestsPerSecond = 2;   // bursts of 4
+        });
+        await using PeerNode mallory = await StartAttachedDeviceAsync(Mallory, server);
+
+        var errors = new List<PeerLinkError>();
+        for (int i = 0; i < 6; i++)
+        {
+            using var unknown = PeerIdentity.Generate();
+            errors.Add((await Assert.ThrowsAsync<PeerLinkException>(() => mallory.ConnectAsync(unknown.PeerId).WaitAsync(Limit))).Error);
+        }
+
+        clock.Advance(TimeSpan.FromSeconds(1));
+        using var later = PeerIdentity.Generate();
+        PeerLinkError afterASecond = (await Assert.ThrowsAsync<PeerLinkException>(() => mallory.ConnectAsync(later.PeerId).WaitAsync(Limit))).Error;
+
+        Assert.Equal([.. Enumerable.Repeat(PeerLinkError.PeerNotFound, 4), PeerLinkError.RelayLimitExceeded, PeerLinkError.RelayLimitExceeded], errors);
+        Assert.Equal(PeerLinkError.PeerNotFound, afterASecond);
+        Assert.True(server.IsAttached(Mallory.PeerId));
+    }
+
+    [Fact]
+    public async Task MalformedAndOversizedSignallingDropsOnlyThatDevice()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+
+        SecureSession garbage = await AttachRawAsync(Mallory, server);
+        await garbage.SendAsync(new byte[] { 0xc1, 0x00, 0x01 });   // 0xc1 is never valid MessagePack
+        var garbageEnd = await Assert.ThrowsAsync<PeerLinkException>(() => garbage.ReceiveAsync().AsTask().WaitAsync(Limit));
+
+        // The node announces 4 KiB for signalling; a message over it never leaves a PeerLink sender, and a receiver
+        // refuses one from any other (MessageTooLarge, covered by the session tests).
+        SecureSession oversized = await AttachRawAsync(Mallory, server);
+        var tooLarge = await Record.ExceptionAsync(() => oversized.SendAsync(new byte[64 * 1024]).AsTask());
+
+        Assert.True(garbageEnd.RemoteCloseCode == SessionCloseCode.ProtocolViolation, $"{garbageEnd.Error}: {garbageEnd.Message}");
+        Assert.Equal(4096, oversized.MaxMessageSize);
+        Assert.IsType<ArgumentOutOfRangeException>(tooLarge);
+        Task detached = server.WhenDetachedAsync(Mallory.PeerId);
+        await oversized.DisposeAsync();
+        await detached.WaitAsync(Limit);
+        Assert.True(server.IsAttached(Alice.PeerId));
+        Assert.False(server.IsAttached(Mallory.PeerId));
+    }
+
+    [Fact]
+    public async Task ARelayConnectionWithAForgedTokenIsDropped()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(server.EndPoint);
+        byte[] preamble = [.. "PLRY"u8.ToArray(), 1, .. RandomNumberGenerator.GetBytes(16)];
+        await socket.SendAsync(preamble);
+
+        byte[] buffer = new byte[16];
+        int read;
+        try
+        {
+            read = await socket.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Limit);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            read = 0;
+        }
+
+        Assert.Equal(0, read);
+        Assert.Equal(0, server.RelayCount);
+    }
+
+    [Fact]
+    public async Task DevicesAttachAgainAfterTheNodeRestarts()
+    {
+        RendezvousServer first = await StartServerAsync();
+        IPEndPoint endPoint = first.EndPoint;
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, first);
+        RendezvousClient client = alice.GetComponent<RendezvousClient>()!;
+
+        Task detached = client.WhenDetachedAsync();
+        await first.DisposeAsync();
+        await detached.WaitAsync(Limit);
+        await using RendezvousServer second = await StartServerAsync(o => o.ListenEndPoint = endPoint);
+        await client.WaitForAttachmentAsync().WaitAsync(Limit);
+
+        Assert.True(second.IsAttached(Alice.PeerId));
+    }
+
+    [Fact]
+    public async Task WhenTheCalleeVanishesTheCallerGetsAClearError()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+
+        fromAlice.Abort();   // the device goes away without a CLOSE
+        await bob.DisposeAsync();
+        var end = await Assert.ThrowsAsync<PeerLinkException>(() => toBob.Completion.WaitAsync(Limit));
+
+        Assert.True(end.Error is PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted, end.Error.ToString());
+    }
+
+    private Task<RendezvousServer> StartServerAsync(Action<RendezvousServerOptions>? configure = null)
+    {
+        var options = new RendezvousServerOptions { ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0), StunPort = 0 };
+        configure?.Invoke(options);
+        return RendezvousServer.StartAsync(Relay, options);
+    }
+
+    private static Task<PeerNode> StartDeviceAsync(PeerIdentity identity, RendezvousServer server, Action<PeerNodeOptions>? configure = null) =>
+        new PeerNodeBuilder(identity)
+            .UseRendezvous(server.EndPoint, server.PeerId, o => o.MinReattachDelay = TimeSpan.FromMilliseconds(50))
+            .Configure(o => configure?.Invoke(o))
+            .StartAsync();
+
+    private static async Task<PeerNode> StartAttachedDeviceAsync(PeerIdentity identity, RendezvousServer server, Action<PeerNodeOptions>? configure = null)
+    {
+        PeerNode node = await StartDeviceAsync(identity, server, configure);
+        await node.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync().WaitAsync(Limit);
+        return node;
+    }
+
+    /// <summary>An attach session by hand, to send what a real device never would.</summary>
+    private static async Task<SecureSession> AttachRawAsync(PeerIdentity identity, RendezvousServer server)
+    {
+        PeerConnection connection = await new TcpPeerConnector().ConnectAsync(server.EndPoint);
+        var options = new SecureSessionOptions { Identity = identity, ApplicationId = "peerlink-rendezvous", MaxMessageSize = 1024 * 1024 };
+        SecureSession session = await SecureSession.ConnectAsync(connection, options, server.PeerId).WaitAsync(Limit);
+        await session.ReceiveAsync().AsTask().WaitAsync(Limit);   // the welcome
+        return session;
+    }
+}
