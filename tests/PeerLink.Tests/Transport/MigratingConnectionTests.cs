@@ -1,0 +1,277 @@
+using System;
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.Extensions.Time.Testing;
+using PeerLink.Sessions;
+using PeerLink.Testing;
+using PeerLink.Transport;
+using Xunit;
+
+namespace PeerLink.Tests.Transport;
+
+/// <summary>
+/// A session over a connection whose path changes: make-before-break to a new path, fallback when a path dies or goes
+/// silent, and nothing lost, duplicated or reordered in any of them. In memory, on clocks the test controls.
+/// </summary>
+public sealed class MigratingConnectionTests : PeerIdentities
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(2);
+
+    [Fact]
+    public async Task ASessionMovesToANewPathWithoutLosingOrReorderingAnything()
+    {
+        await using var pair = await OpenAsync(new FakeTimeProvider());
+        const int Count = 3000;
+        Task<int> receiving = ReceiveNumberedAsync(pair.Responder, Count);
+        Task sending = SendNumberedAsync(pair.Initiator, Count, atHalf: () =>
+        {
+            (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
+            pair.InitiatorConnection.AddPathAndMove(a, "direct");
+            pair.ResponderConnection.AddPathAndMove(b, "direct");
+        });
+
+        await sending.WaitAsync(Limit);
+        Assert.Equal(Count, await receiving.WaitAsync(Limit));
+        await EchoAsync(pair);   // the responder's direction moved too
+
+        Assert.Equal("direct", pair.InitiatorConnection.CurrentPath);
+        Assert.Equal("direct", pair.ResponderConnection.CurrentPath);
+        Assert.Equal(2, pair.InitiatorConnection.Paths.Count);   // the relay stays as the fallback
+    }
+
+    [Fact]
+    public async Task WhenTheNewPathBreaksMidTransferTheDataFallsBackToTheOld()
+    {
+        await using var pair = await OpenAsync(new FakeTimeProvider());
+        (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
+        pair.InitiatorConnection.AddPathAndMove(a, "direct");
+        pair.ResponderConnection.AddPathAndMove(b, "direct");
+        await EchoAsync(pair);
+
+        const int Count = 3000;
+        Task<int> receiving = ReceiveNumberedAsync(pair.Responder, Count);
+        Task sending = SendNumberedAsync(pair.Initiator, Count, atHalf: () => a.Abort());   // a reset, mid-transfer
+
+        await sending.WaitAsync(Limit);
+        Assert.Equal(Count, await receiving.WaitAsync(Limit));
+        await EchoAsync(pair);
+
+        Assert.Equal("relayed", pair.InitiatorConnection.CurrentPath);
+        Assert.Equal("relayed", pair.ResponderConnection.CurrentPath);
+        Assert.Equal(["relayed"], pair.InitiatorConnection.Paths);
+    }
+
+    [Fact]
+    public async Task APathThatGoesSilentIsDroppedAfterThreeKeepAlives()
+    {
+        var clock = new FakeTimeProvider();
+        await using var pair = await OpenAsync(clock);
+        var link = new CuttableLink();
+        pair.InitiatorConnection.AddPathAndMove(link.First, "direct");
+        pair.ResponderConnection.AddPathAndMove(link.Second, "direct");
+        await EchoAsync(pair);
+
+        link.Cut();   // a black hole: no reset, no FIN, nothing more arrives either way
+        await pair.Initiator.SendAsync(Numbered(1));
+        for (int step = 0; step < 4; step++)
+        {
+            // One keepalive at a time, and only after both sides took in the other's ACK on the relay, so that the
+            // relay (which carries them) stays alive while the direct path (which does not) falls silent.
+            long initiatorFrames = pair.InitiatorConnection.FramesReceived;
+            long responderFrames = pair.ResponderConnection.FramesReceived;
+            clock.Advance(KeepAlive);
+            await pair.InitiatorConnection.WhenFramesReceivedAsync(initiatorFrames + 1).WaitAsync(Limit);
+            await pair.ResponderConnection.WhenFramesReceivedAsync(responderFrames + 1).WaitAsync(Limit);
+        }
+
+        PeerMessage? message = await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit);
+
+        Assert.Equal(1, BinaryPrimitives.ReadInt32BigEndian(message!.Value.Payload.Span));
+        Assert.Equal("relayed", pair.InitiatorConnection.CurrentPath);
+    }
+
+    [Fact]
+    public async Task WhenTheLastPathDiesTheSessionFailsWithItsReason()
+    {
+        await using var pair = await OpenAsync(new FakeTimeProvider());
+
+        pair.InitiatorConnection.DropPath("relayed");
+        var end = await Assert.ThrowsAsync<PeerLinkException>(() => pair.Initiator.Completion.WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.ConnectionAborted, end.Error);
+        Assert.Contains("relayed path", end.Message);
+    }
+
+    [Fact]
+    public async Task ARelayLimitDoesNotMatterOnceTheSessionIsDirect()
+    {
+        await using var pair = await OpenAsync(new FakeTimeProvider());
+        (PeerConnection a, PeerConnection b) = PeerConnection.CreatePair();
+        pair.InitiatorConnection.AddPathAndMove(a, "direct");
+        pair.ResponderConnection.AddPathAndMove(b, "direct");
+        await EchoAsync(pair);
+
+        pair.RelayOfInitiator.Abort(new PeerLinkException(PeerLinkError.RelayLimitExceeded, "The relay reached its byte limit."));
+        await EchoAsync(pair);
+
+        Assert.False(pair.Initiator.Completion.IsCompleted);
+    }
+
+    [Fact]
+    public async Task AnUnknownFrameIsAProtocolViolation()
+    {
+        var (mine, theirs) = PeerConnection.CreatePair();
+        await using var connection = new MigratingConnection(mine, "relayed", new FakeTimeProvider(), KeepAlive);
+        byte[] frame = new byte[9];
+        frame[0] = 99;
+        await theirs.Transport.Output.WriteAsync(frame);
+
+        ReadResult result = await Assert.ThrowsAsync<PeerLinkException>(async () => await connection.Input.ReadAsync().AsTask().WaitAsync(Limit)) is { Error: PeerLinkError.ProtocolViolation }
+            ? default
+            : throw new Xunit.Sdk.XunitException("expected a protocol violation");
+        await theirs.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task AnAckForBytesNeverSentIsIgnored()
+    {
+        var (mine, theirs) = PeerConnection.CreatePair();
+        await using var connection = new MigratingConnection(mine, "relayed", new FakeTimeProvider(), KeepAlive);
+        byte[] frame = new byte[9];
+        frame[0] = MigratingConnection.Ack;
+        BinaryPrimitives.WriteInt64BigEndian(frame.AsSpan(1), 1_000_000);
+        await connection.Output.WriteAsync(new byte[100]);
+        await theirs.Transport.Output.WriteAsync(frame);
+        await ReadAtLeastAsync(theirs, 9 + 9 + 100);   // RESUME(0), DATA(100): sent, not acknowledged
+
+        Assert.Equal(100, connection.Unacknowledged);
+        await theirs.DisposeAsync();
+    }
+
+    private static async Task ReadAtLeastAsync(PeerConnection connection, int bytes)
+    {
+        ReadResult result = await connection.Transport.Input.ReadAtLeastAsync(bytes).AsTask().WaitAsync(Limit);
+        connection.Transport.Input.AdvanceTo(result.Buffer.End);
+    }
+
+    private static byte[] Numbered(int i)
+    {
+        byte[] message = new byte[4 + (i % 7 * 300)];
+        BinaryPrimitives.WriteInt32BigEndian(message, i);
+        return message;
+    }
+
+    private static async Task SendNumberedAsync(SecureSession session, int count, Action atHalf)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            if (i == count / 2)
+            {
+                atHalf();
+            }
+
+            await session.SendAsync(Numbered(i));
+        }
+    }
+
+    private static async Task<int> ReceiveNumberedAsync(SecureSession session, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            PeerMessage? message = await session.ReceiveAsync();
+            Assert.NotNull(message);
+            Assert.Equal(i, BinaryPrimitives.ReadInt32BigEndian(message.Value.Payload.Span));
+            Assert.Equal(Numbered(i).Length, message.Value.Payload.Length);
+        }
+
+        return count;
+    }
+
+    private static async Task EchoAsync(Pair pair)
+    {
+        await pair.Initiator.SendAsync(new byte[] { 1 });
+        Assert.Equal(new byte[] { 1 }, (await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+        await pair.Responder.SendAsync(new byte[] { 2 });
+        Assert.Equal(new byte[] { 2 }, (await pair.Initiator.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+    }
+
+    private async Task<Pair> OpenAsync(FakeTimeProvider clock)
+    {
+        (PeerConnection relayA, PeerConnection relayB) = PeerConnection.CreatePair();
+        var initiatorConnection = new MigratingConnection(relayA, "relayed", clock, KeepAlive);
+        var responderConnection = new MigratingConnection(relayB, "relayed", clock, KeepAlive);
+        Task<SecureSession> accepting = SecureSession.AcceptAsync(responderConnection, SessionPair.Options(Bob));
+        SecureSession initiator = await SecureSession.ConnectAsync(initiatorConnection, SessionPair.Options(Alice), Bob.PeerId).WaitAsync(Limit);
+        SecureSession responder = await accepting.WaitAsync(Limit);
+        return new Pair(initiator, responder, initiatorConnection, responderConnection, relayA);
+    }
+
+    private sealed record Pair(SecureSession Initiator, SecureSession Responder, MigratingConnection InitiatorConnection, MigratingConnection ResponderConnection, PeerConnection RelayOfInitiator) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            Initiator.Abort();
+            Responder.Abort();
+            await Initiator.DisposeAsync();
+            await Responder.DisposeAsync();
+        }
+    }
+
+    /// <summary>Two connections joined by pumps that can be cut: afterwards bytes vanish in both directions, with no reset.</summary>
+    private sealed class CuttableLink
+    {
+        private volatile bool _cut;
+
+        public CuttableLink()
+        {
+            var toSecond = new Pipe();
+            var fromFirst = new Pipe();
+            var toFirst = new Pipe();
+            var fromSecond = new Pipe();
+            First = PeerConnection.Create(new DuplexPipe(toFirst.Reader, fromFirst.Writer));
+            Second = PeerConnection.Create(new DuplexPipe(toSecond.Reader, fromSecond.Writer));
+            _ = PumpAsync(fromFirst.Reader, toSecond.Writer);
+            _ = PumpAsync(fromSecond.Reader, toFirst.Writer);
+        }
+
+        public PeerConnection First { get; }
+
+        public PeerConnection Second { get; }
+
+        public void Cut() => _cut = true;
+
+        private async Task PumpAsync(PipeReader from, PipeWriter to)
+        {
+            try
+            {
+                while (true)
+                {
+                    ReadResult result = await from.ReadAsync();
+                    if (!_cut)
+                    {
+                        foreach (ReadOnlyMemory<byte> segment in result.Buffer)
+                        {
+                            await to.WriteAsync(segment);
+                        }
+                    }
+
+                    from.AdvanceTo(result.Buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        return;
+                    }
+                }
+            }
+            catch (Exception)
+            {
+                // the test is over
+            }
+        }
+
+        private sealed record DuplexPipe(PipeReader Input, PipeWriter Output) : IDuplexPipe;
+    }
+}
