@@ -372,9 +372,13 @@ public sealed class PeerNode : IAsyncDisposable
         }
     }
 
+    /// <summary>Raised for every session the node opens or accepts, before the application sees it (components that manage its paths).</summary>
+    internal event Action<SecureSession>? SessionOpened;
+
     private void Track(SecureSession session)
     {
         _sessions[session] = 0;
+        SessionOpened?.Invoke(session);
         if (_aesGcmOptions is not null)
         {
             if (!session.RemoteHasAesHardware)

@@ -28,6 +28,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<long, PeerConnection> _relays = new();
+    private readonly ConcurrentDictionary<MigratingConnection, byte> _unclaimed = new();   // relayed connections whose session has not opened yet
     private readonly Lock _gate = new();
     private TaskCompletionSource<SecureSession> _attached = NewAttachedSource();
     private TaskCompletionSource _detached = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -38,6 +39,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
     private long _epoch;
     private string? _observed;
     private TimeSpan _keepAlive;
+    private IPEndPoint? _stunServer;
     private int _disposed;
 
     internal RendezvousClient(IPEndPoint endPoint, PeerId rendezvousPeer, RendezvousClientOptions options, ILoggerFactory loggerFactory)
@@ -113,6 +115,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             MaxReceiveQueueBytes = 16 * 1024,
             TimeProvider = _time,
         }.Validate(nameof(node), own.Identity);
+        node.SessionOpened += OnSessionOpened;
         _attachLoop = Task.Run(AttachLoopAsync);
         return ValueTask.CompletedTask;
     }
@@ -152,7 +155,38 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node's connect reply has no valid token.");
         }
 
-        return await OpenRelayAsync(reply.Circuit, reply.Token, cancellationToken).ConfigureAwait(false);
+        return Wrap(await OpenRelayAsync(reply.Circuit, reply.Token, cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>A relayed connection always carries path frames, so that a direct path can take over under the session.</summary>
+    private MigratingConnection Wrap(PeerConnection relay)
+    {
+        var connection = new MigratingConnection(relay, "relayed", _time, _options.PathKeepAlive);
+        _unclaimed[connection] = 0;
+        connection.ConnectionClosed.UnsafeRegister(static state =>
+        {
+            var (unclaimed, c) = ((ConcurrentDictionary<MigratingConnection, byte>, MigratingConnection))state!;
+            unclaimed.TryRemove(c, out _);
+        }, (_unclaimed, connection));
+        return connection;
+    }
+
+    /// <summary>A session opened on one of our relayed connections: start looking for a direct path for it.</summary>
+    private void OnSessionOpened(SecureSession session)
+    {
+        if (session.Connection is not MigratingConnection connection || !_unclaimed.TryRemove(connection, out _))
+        {
+            return;
+        }
+
+        string rendezvous = RendezvousPeerId.ToFingerprint();
+        if (!_options.UpgradeToDirect)
+        {
+            connection.PathInfo = new SessionPath(SessionPathKind.Relayed, $"relayed through rendezvous node {rendezvous}: direct paths are turned off", []);
+            return;
+        }
+
+        new PathUpgrader(session, connection, _node!.PeerId, _options, () => Volatile.Read(ref _stunServer), rendezvous, _loggerFactory, _time).Start();
     }
 
     /// <summary>Stops attaching and closes the attach session; sessions already relayed carry on until the node ends them.</summary>
@@ -164,6 +198,11 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_node is not null)
+        {
+            _node.SessionOpened -= OnSessionOpened;
+        }
+
         await _attachLoop.ConfigureAwait(false);
         _stopping.Dispose();
     }
@@ -290,6 +329,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             _keepAlive = keepAlive;
             Interlocked.Exchange(ref _epoch, welcome.Epoch);
             Volatile.Write(ref _observed, welcome.ObservedEndPoint);
+            Volatile.Write(ref _stunServer, welcome.StunPort is > 0 and <= 65535 ? new IPEndPoint(EndPoint.Address, welcome.StunPort) : null);
             _attached.TrySetResult(session);
         }
 
@@ -337,7 +377,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             return;
         }
 
-        await _node!.AcceptConnectionAsync(connection).ConfigureAwait(false);   // the node's own authorization decides
+        await _node!.AcceptConnectionAsync(Wrap(connection)).ConfigureAwait(false);   // the node's own authorization decides
     }
 
     private async Task<PeerConnection> OpenRelayAsync(long circuit, byte[] token, CancellationToken cancellationToken)

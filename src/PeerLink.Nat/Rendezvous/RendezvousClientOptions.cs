@@ -1,4 +1,6 @@
 using System;
+using System.Collections.Generic;
+using System.Net;
 
 namespace PeerLink.Nat.Rendezvous;
 
@@ -24,8 +26,34 @@ public sealed class RendezvousClientOptions
     /// <summary>How long a connect by PeerId waits for the attachment when the node is still attaching. Defaults to 10 seconds.</summary>
     public TimeSpan AttachWait { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Whether relayed sessions try to move to a direct TCP path (hole punching). Defaults to true.</summary>
+    public bool UpgradeToDirect { get; set; } = true;
+
+    /// <summary>
+    /// The local addresses offered to peers as host candidates; null (the default) offers every IPv4 address of the
+    /// interfaces that are up, loopback excluded.
+    /// </summary>
+    public IReadOnlyList<IPAddress>? PunchAddresses { get; set; }
+
+    /// <summary>How long one punch attempt may take, and how long the peer has to answer with its candidates. Defaults to 5 seconds.</summary>
+    public TimeSpan PunchTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>After three failed attempts, how long a relayed session waits before it tries again. Defaults to 60 seconds.</summary>
+    public TimeSpan DirectRetryInterval { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// How often a relayed or upgraded session sends a path keepalive on each of its paths; a path silent for three of
+    /// these is dropped and the data moves to another. Defaults to 5 seconds.
+    /// </summary>
+    public TimeSpan PathKeepAlive { get; set; } = TimeSpan.FromSeconds(5);
+
     internal RendezvousClientOptions Validate(string paramName)
     {
+        if (PunchTimeout <= TimeSpan.Zero || DirectRetryInterval <= TimeSpan.Zero || PathKeepAlive <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(paramName, "PunchTimeout, DirectRetryInterval and PathKeepAlive must be positive.");
+        }
+
         if (MinReattachDelay <= TimeSpan.Zero || MaxReattachDelay < MinReattachDelay || AttachWait < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(paramName, "MinReattachDelay must be positive, MaxReattachDelay at least as long, and AttachWait not negative.");

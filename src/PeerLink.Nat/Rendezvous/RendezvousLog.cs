@@ -58,6 +58,12 @@ internal static partial class RendezvousLog
     [LoggerMessage(3223, LogLevel.Information, "Relay {Circuit} ended by the rendezvous node: {Reason}.", EventName = "RendezvousClientRelayEnded")]
     public static partial void ClientRelayEnded(ILogger logger, long circuit, string reason);
 
+    [LoggerMessage(3225, LogLevel.Information, "Punch attempt {Number} with {Peer}: {Outcome} ({Detail}).", EventName = "RendezvousPunchAttempt")]
+    public static partial void PunchAttempt(ILogger logger, string peer, int number, PeerLink.Sessions.PathAttemptOutcome outcome, string detail);
+
+    [LoggerMessage(3226, LogLevel.Information, "Session with {Peer}: {Path}.", EventName = "RendezvousPathChanged")]
+    public static partial void PathChanged(ILogger logger, string peer, string path);
+
     [LoggerMessage(3224, LogLevel.Warning, "Relay {Circuit}: could not open the relay connection: {Reason}.", EventName = "RendezvousClientRelayFailed")]
     public static partial void ClientRelayFailed(ILogger logger, long circuit, string reason);
 }

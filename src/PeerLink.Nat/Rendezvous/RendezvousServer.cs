@@ -385,7 +385,7 @@ public sealed class RendezvousServer : IAsyncDisposable
         PeerLinkException? failure = null;
         try
         {
-            var welcome = new Welcome(RendezvousWire.Version, attachment.Epoch, (int)_options.KeepAliveInterval.TotalMilliseconds, connection.RemoteEndPoint?.ToString());
+            var welcome = new Welcome(RendezvousWire.Version, attachment.Epoch, (int)_options.KeepAliveInterval.TotalMilliseconds, connection.RemoteEndPoint?.ToString(), StunEndPoint?.Port ?? 0);
             await session.SendAsync(RendezvousWire.Serialize(welcome), _stopping.Token).ConfigureAwait(false);
             while (await session.ReceiveAsync(_stopping.Token).ConfigureAwait(false) is { } message)
             {

@@ -82,7 +82,8 @@ internal abstract partial record RendezvousMessage
 /// <param name="Epoch">This attachment's number; a newer attachment of the same PeerId replaces an older one.</param>
 /// <param name="KeepAliveMs">How often the device sends keepalives on this session when idle.</param>
 /// <param name="ObservedEndPoint">The device's address and port as the node sees them (server-reflexive over TCP).</param>
-internal sealed record Welcome(int Version, long Epoch, int KeepAliveMs, string? ObservedEndPoint) : RendezvousMessage;
+/// <param name="StunPort">The port of the node's STUN server (UDP and TCP) on the node's address; 0 when it has none.</param>
+internal sealed record Welcome(int Version, long Epoch, int KeepAliveMs, string? ObservedEndPoint, int StunPort) : RendezvousMessage;
 
 /// <summary>Device → node, as a session request: relay me to <paramref name="Target"/>.</summary>
 /// <param name="Target">The 32-byte PeerId of the peer to reach.</param>
@@ -110,3 +111,44 @@ internal sealed record RelayEnded(long Circuit, int Error, string Reason) : Rend
 /// <summary>Device → node, the response to <see cref="RelayEnded"/>: the device has ended its side.</summary>
 /// <param name="Circuit">The relay circuit's number.</param>
 internal sealed record RelayEndedAck(long Circuit) : RendezvousMessage;
+
+/// <summary>A PATH record inside the devices' own end-to-end session (the rendezvous node cannot read or forge it).</summary>
+[GenerateShape]
+[DerivedTypeShape(typeof(PathCandidates), Tag = 1)]
+[DerivedTypeShape(typeof(PathSync), Tag = 2)]
+internal abstract partial record PathMessage
+{
+    public static ITypeShape<PathMessage> Shape { get; } = ShapeOf<PathMessage>();
+
+    private static ITypeShape<T> ShapeOf<T>()
+        where T : IShapeable<T> => T.GetTypeShape();
+
+    public static byte[] Serialize(PathMessage message)
+    {
+        PooledBufferWriter buffer = PooledBufferWriter.Rent();
+        try
+        {
+            TypedMessages.Serialize(TypedMessages.DefaultSerializer, buffer, message, Shape);
+            return buffer.WrittenMemory.ToArray();
+        }
+        finally
+        {
+            PooledBufferWriter.Return(buffer);
+        }
+    }
+
+    public static PathMessage Deserialize(ReadOnlyMemory<byte> payload) =>
+        TypedMessages.Deserialize(TypedMessages.DefaultSerializer, payload, Shape)
+        ?? throw new PeerLinkException(PeerLinkError.InvalidMessagePack, "A path message was nil.");
+}
+
+/// <summary>Where this side can be reached for one punch attempt, and the token that proves a punched connection is this session's.</summary>
+/// <param name="Attempt">The attempt's number.</param>
+/// <param name="Token">16 random bytes; the peer presents them on the punched connection.</param>
+/// <param name="Addresses">TCP candidates "address:port": host addresses, then the server-reflexive one.</param>
+/// <param name="Observed">This side's server-reflexive address over TCP, when STUN answered.</param>
+internal sealed record PathCandidates(int Attempt, byte[] Token, string[] Addresses, string? Observed) : PathMessage;
+
+/// <summary>The driving side measured the round trip: punch now (the driver punches half a round trip later).</summary>
+/// <param name="Attempt">The attempt's number.</param>
+internal sealed record PathSync(int Attempt) : PathMessage;

@@ -70,6 +70,10 @@ public sealed class SecureSession : IAsyncDisposable
         _sender = new SessionSender(_output, noise.Send!, _sendLimit, options, logger, connection.ConnectionId, e => Fail(e, abortConnection: true));
         _receiver = new SessionReceiver(_input, noise.Receive!, options, logger, connection.ConnectionId, _sender, _requests, Fail, Complete);
         _keepAlivePolicy = new SessionKeepAlive(options.KeepAliveInterval, options.IdleTimeout);
+        if (connection is MigratingConnection migrating)
+        {
+            migrating.PathInfoChanged += path => PathChanged?.Invoke(this, path);
+        }
         _keepAlive = _time.CreateTimer(static state => ((SecureSession)state!).OnKeepAliveTimer(), this, _keepAlivePolicy.TimerPeriod, _keepAlivePolicy.TimerPeriod);
     }
 
@@ -90,6 +94,23 @@ public sealed class SecureSession : IAsyncDisposable
 
     /// <summary>The keepalive interval in force (the options' unless <see cref="SetKeepAlive"/> changed it).</summary>
     internal TimeSpan KeepAliveInterval => _keepAlivePolicy.Interval;
+
+    /// <summary>The connection under the session (a component that manages paths needs it).</summary>
+    internal PeerConnection Connection => _connection;
+
+    /// <summary>Receives the peer's path signalling (PATH records), on the receive loop; hand the work off at once.</summary>
+    internal void SetPathSignalHandler(Action<byte[]> handler) => _receiver.PathSignal = handler;
+
+    /// <summary>Sends path signalling to the peer, encrypted in this session like any record.</summary>
+    internal void SendPathSignal(ReadOnlySpan<byte> body)
+    {
+        if (body.Length > SessionWire.MaxPathSignal)
+        {
+            throw new ArgumentOutOfRangeException(nameof(body), $"Path signalling is at most {SessionWire.MaxPathSignal} bytes.");
+        }
+
+        _sender.EnqueueControl(SessionWire.PathSignal, body);
+    }
 
     /// <summary>How many times each direction was rekeyed (for tests and diagnostics).</summary>
     internal int SendRekeys => _sender.Rekeys;
@@ -119,6 +140,17 @@ public sealed class SecureSession : IAsyncDisposable
 
     /// <summary>The largest message this session sends: the smaller of both peers' limits.</summary>
     public int MaxMessageSize => _sendLimit;
+
+    /// <summary>
+    /// The path to the peer now (direct, relayed through a rendezvous node, or a direct TCP path that replaced the relay)
+    /// and why, with the attempts to go direct.
+    /// </summary>
+    public SessionPath Path => _connection is MigratingConnection migrating
+        ? migrating.PathInfo
+        : new SessionPath(SessionPathKind.Direct, $"direct: {RemoteEndPoint?.ToString() ?? "a connection without an address"}", []);
+
+    /// <summary>Raised, on a background thread, when <see cref="Path"/> changes.</summary>
+    public event EventHandler<SessionPath>? PathChanged;
 
     /// <summary>The local endpoint of the underlying connection, if it has one.</summary>
     public System.Net.EndPoint? LocalEndPoint => _connection.LocalEndPoint;

@@ -67,6 +67,9 @@ internal sealed class SessionReceiver
     /// <summary>How many times the receiving key was rekeyed.</summary>
     public int Rekeys { get; private set; }
 
+    /// <summary>Takes PATH records (a copy of each body), on the receive loop: it must hand the work off at once.</summary>
+    public Action<byte[]>? PathSignal { get; set; }
+
     /// <summary>When anything last arrived from the peer (a <see cref="TimeProvider"/> timestamp).</summary>
     public long LastReceivedAt => Volatile.Read(ref _lastReceivedAt);
 
@@ -374,6 +377,9 @@ internal sealed class SessionReceiver
                     break;
                 case SessionWire.Close:
                     OnClose(body);
+                    break;
+                case SessionWire.PathSignal:
+                    PathSignal?.Invoke(body.ToArray());
                     break;
                 case SessionWire.Rekey:
                     if (!records.IsEmpty)

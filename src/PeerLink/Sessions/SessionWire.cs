@@ -26,6 +26,10 @@ internal static class SessionWire
     public const byte Rekey = 0x06;
     public const byte IgnorableBit = 0x80;
 
+    /// <summary>Path signalling between the two ends (candidates, punch timing: docs/nat-traversal.md); ignorable, so a peer without it stays on its path.</summary>
+    public const byte PathSignal = 0x81;
+    public const int MaxPathSignal = 2048;
+
     // DATA flags.
     public const byte More = 0x01;       // the message continues in the next DATA record
     public const byte Request = 0x02;    // the first fragment starts with a u32be request id

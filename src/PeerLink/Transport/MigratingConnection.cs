@@ -84,8 +84,24 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         _timer = time.CreateTimer(static s => ((MigratingConnection)s!).OnTimer(), this, keepAlive, keepAlive);
     }
 
+    private Sessions.SessionPath _pathInfo = new(Sessions.SessionPathKind.Relayed, "relayed", []);
+
     /// <summary>Raised when the path that carries this side's data changes (new path, fallback); the argument is its kind.</summary>
     public event Action<string>? PathChanged;
+
+    /// <summary>Raised when <see cref="PathInfo"/> changes.</summary>
+    public event Action<Sessions.SessionPath>? PathInfoChanged;
+
+    /// <summary>The path in words, kept by whoever manages the paths (the rendezvous client).</summary>
+    public Sessions.SessionPath PathInfo
+    {
+        get => Volatile.Read(ref _pathInfo);
+        set
+        {
+            Volatile.Write(ref _pathInfo, value);
+            PathInfoChanged?.Invoke(value);
+        }
+    }
 
     public override string ConnectionId { get; }
 
@@ -802,6 +818,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
 
     private void MarkDead(Path path, Exception reason)
     {
+        reason = path.Connection.AbortReason ?? reason;   // a relay ended by its node says why, whichever side noticed first
         bool last;
         lock (_gate)
         {

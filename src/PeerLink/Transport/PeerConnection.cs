@@ -33,6 +33,9 @@ public abstract class PeerConnection : IAsyncDisposable
     /// <summary>Cancelled when the underlying transport has closed, from either side.</summary>
     public abstract CancellationToken ConnectionClosed { get; }
 
+    /// <summary>The reason given to <see cref="Abort"/>, when this side aborted the connection with one.</summary>
+    internal virtual Exception? AbortReason => null;
+
     /// <summary>Closes at once, without flushing. Pending reads end with <paramref name="reason"/> or a reset. Idempotent.</summary>
     /// <param name="reason">What to report to pending reads; null for a plain abort.</param>
     public abstract void Abort(Exception? reason = null);

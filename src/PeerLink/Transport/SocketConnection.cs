@@ -62,6 +62,8 @@ internal sealed class SocketConnection : PeerConnection, IDuplexPipe
 
     public override CancellationToken ConnectionClosed => _closed.Token;
 
+    internal override Exception? AbortReason => _abortReason;
+
     public override void Abort(Exception? reason = null)
     {
         _abortReason ??= reason ?? new PeerLinkException(PeerLinkError.ConnectionAborted, $"Connection {ConnectionId} was aborted.");

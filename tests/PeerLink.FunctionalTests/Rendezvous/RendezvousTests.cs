@@ -63,15 +63,96 @@ public sealed class RendezvousTests : PeerIdentities
         // One Noise session end to end: the node relays it and is not a party to it (it would have a hash of its own).
         Assert.Equal(toBob.HandshakeHash.ToArray(), fromAlice.HandshakeHash.ToArray());
         Assert.Equal(1, server.RelayCount);
-        Assert.Equal(server.EndPoint.Port, ((IPEndPoint)toBob.RemoteEndPoint!).Port);
+    }
+
+    [Fact]
+    public async Task ARelayedSessionMovesToADirectPathWithoutLosingAMessage()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        var direct = new TaskCompletionSource<SessionPath>(TaskCreationOptions.RunContinuationsAsynchronously);
+        toBob.PathChanged += (_, path) =>
+        {
+            if (path.Kind == SessionPathKind.DirectTcp)
+            {
+                direct.TrySetResult(path);
+            }
+        };
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+
+        // Messages flow the whole time: before, during and after the move.
+        const int Count = 4000;
+        Task sending = Task.Run(async () =>
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                await toBob.SendAsync(BitConverter.GetBytes(i));
+                if (i == Count / 2)
+                {
+                    await direct.Task.WaitAsync(Limit);   // the second half goes after the move
+                }
+            }
+        });
+        for (int i = 0; i < Count; i++)
+        {
+            PeerMessage? message = await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);
+            Assert.Equal(i, BitConverter.ToInt32(message!.Value.Payload.Span));
+        }
+
+        await sending.WaitAsync(Limit);
+        SessionPath path = await direct.Task.WaitAsync(Limit);
+
+        Assert.Equal(SessionPathKind.DirectTcp, toBob.Path.Kind);
+        Assert.StartsWith("direct-tcp 127.0.0.1:", path.Description);
+        Assert.Contains(path.Attempts, a => a.Outcome is PathAttemptOutcome.Success or PathAttemptOutcome.Reversed);
+        Assert.NotEqual(server.EndPoint, toBob.RemoteEndPoint);
+    }
+
+    [Fact]
+    public async Task WhenTheDirectPathDiesTheSessionFallsBackToTheRelayAndGoesDirectAgain()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        var paths = System.Threading.Channels.Channel.CreateUnbounded<SessionPath>();
+        toBob.PathChanged += (_, path) => paths.Writer.TryWrite(path);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        await NextPathAsync(SessionPathKind.DirectTcp);
+
+        ((MigratingConnection)toBob.Connection).DropPath("direct-tcp");   // the direct connection breaks
+        await toBob.SendAsync(new byte[] { 42 });
+        SessionPath fallback = await NextPathAsync(SessionPathKind.Relayed);
+        byte[] message = (await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray();   // valid until the next receive
+        await NextPathAsync(SessionPathKind.DirectTcp);
+        await toBob.SendAsync(new byte[] { 43 });
+        PeerMessage? after = await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);
+
+        Assert.Contains("direct path failed", fallback.Description);
+        Assert.Equal(new byte[] { 42 }, message);
+        Assert.Equal(new byte[] { 43 }, after!.Value.Payload.ToArray());
+
+        async Task<SessionPath> NextPathAsync(SessionPathKind kind)
+        {
+            while (true)
+            {
+                SessionPath path = await paths.Reader.ReadAsync().AsTask().WaitAsync(Limit);
+                if (path.Kind == kind)
+                {
+                    return path;
+                }
+            }
+        }
     }
 
     [Fact]
     public async Task ARelayedSessionCarriesBulkBothWaysAndClosesGracefully()
     {
         await using RendezvousServer server = await StartServerAsync();
-        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
-        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
         SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
         SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
 
@@ -168,8 +249,8 @@ public sealed class RendezvousTests : PeerIdentities
     public async Task OverTheByteLimitBothEndsLearnWhy()
     {
         await using RendezvousServer server = await StartServerAsync(o => o.MaxRelayBytes = 256 * 1024);
-        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
-        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
         SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
         SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
 
@@ -206,8 +287,8 @@ public sealed class RendezvousTests : PeerIdentities
             o.TimeProvider = clock;
             o.MaxRelayDuration = TimeSpan.FromSeconds(10);
         });
-        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
-        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
         SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
         SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
         await toBob.SendAsync(new byte[] { 1 });
@@ -356,15 +437,23 @@ public sealed class RendezvousTests : PeerIdentities
         return RendezvousServer.StartAsync(Relay, options);
     }
 
-    private static Task<PeerNode> StartDeviceAsync(PeerIdentity identity, RendezvousServer server, Action<PeerNodeOptions>? configure = null) =>
+    private static Task<PeerNode> StartDeviceAsync(PeerIdentity identity, RendezvousServer server, Action<PeerNodeOptions>? configure = null, Action<RendezvousClientOptions>? rendezvous = null) =>
         new PeerNodeBuilder(identity)
-            .UseRendezvous(server.EndPoint, server.PeerId, o => o.MinReattachDelay = TimeSpan.FromMilliseconds(50))
+            .UseRendezvous(server.EndPoint, server.PeerId, o =>
+            {
+                o.MinReattachDelay = TimeSpan.FromMilliseconds(50);
+                o.PunchAddresses = [IPAddress.Loopback];   // host candidates on loopback only: nothing goes to a real interface
+                rendezvous?.Invoke(o);
+            })
             .Configure(o => configure?.Invoke(o))
             .StartAsync();
 
-    private static async Task<PeerNode> StartAttachedDeviceAsync(PeerIdentity identity, RendezvousServer server, Action<PeerNodeOptions>? configure = null)
+    private static Task<PeerNode> StartRelayOnlyDeviceAsync(PeerIdentity identity, RendezvousServer server) =>
+        StartAttachedDeviceAsync(identity, server, rendezvous: o => o.UpgradeToDirect = false);
+
+    private static async Task<PeerNode> StartAttachedDeviceAsync(PeerIdentity identity, RendezvousServer server, Action<PeerNodeOptions>? configure = null, Action<RendezvousClientOptions>? rendezvous = null)
     {
-        PeerNode node = await StartDeviceAsync(identity, server, configure);
+        PeerNode node = await StartDeviceAsync(identity, server, configure, rendezvous);
         await node.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync().WaitAsync(Limit);
         return node;
     }
