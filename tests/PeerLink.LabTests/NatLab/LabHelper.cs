@@ -60,6 +60,11 @@ public static class LabHelper
                     }));
                     return 0;
 
+                case "rendezvous":
+                case "device-listen":
+                case "device-connect":
+                    return await RendezvousLabHelper.RunAsync(args);
+
                 case "mdns-advertise":
                 case "mdns-browse":
                 case "peer-node":
@@ -67,7 +72,7 @@ public static class LabHelper
                     return await MdnsLabHelper.RunAsync(args);
 
                 default:
-                    Console.Error.WriteLine("usage: PeerLink.LabTests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS] | " + MdnsLabHelper.Usage);
+                    Console.Error.WriteLine("usage: PeerLink.LabTests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS] | " + MdnsLabHelper.Usage + " | " + RendezvousLabHelper.Usage);
                     return 2;
             }
         }

@@ -1,0 +1,69 @@
+using System;
+using System.Text.Json;
+using System.Threading.Tasks;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace PeerLink.LabTests.NatLab;
+
+/// <summary>
+/// Two devices behind real Linux NATs (eng/natlab.sh) reach each other by PeerId through a rendezvous node on the
+/// lab's server host, for every pair of NAT types. The session starts relayed, exchanges messages both ways with none
+/// lost, and ends on a direct TCP path wherever the reference matrix (shared NATLAB.md §6, "TCP connect + listen")
+/// shows TCP punching possible: every pair but port-restricted with symmetric and symmetric with symmetric, which stay
+/// relayed and say why.
+/// </summary>
+public sealed class PunchMatrixTests(ITestOutputHelper output)
+{
+    private const int Messages = 2000;
+
+    [NatLabTheory]
+    [InlineData("none", "none", true)]
+    [InlineData("none", "full-cone", true)]
+    [InlineData("none", "restricted", true)]
+    [InlineData("none", "port-restricted", true)]
+    [InlineData("none", "symmetric", true)]
+    [InlineData("full-cone", "full-cone", true)]
+    [InlineData("full-cone", "restricted", true)]
+    [InlineData("full-cone", "port-restricted", true)]
+    [InlineData("full-cone", "symmetric", true)]
+    [InlineData("restricted", "restricted", true)]
+    [InlineData("restricted", "port-restricted", true)]
+    [InlineData("restricted", "symmetric", true)]
+    [InlineData("port-restricted", "port-restricted", true)]
+    [InlineData("port-restricted", "symmetric", false)]
+    [InlineData("symmetric", "symmetric", false)]
+    public async Task TwoDevicesBehindNatsConnectByPeerIdAndGoDirectWherePossible(string natA, string natB, bool direct)
+    {
+        NatLabFixture lab = await NatLabFixture.UpAsync(natA, natB);
+        try
+        {
+            string[] node = (await lab.StartHelperAsync("server", "rendezvous", "203.0.113.10:7400", "3478")).Split(' ');
+            string[] callee = (await lab.StartHelperAsync("peer-b", "device-listen", "203.0.113.10:7400", node[1])).Split(' ');
+
+            (int exit, string stdout, string stderr) = await lab.RunHelperAsync("peer-a", "device-connect", "203.0.113.10:7400", node[1], callee[1], Messages.ToString(System.Globalization.CultureInfo.InvariantCulture), "20000");
+
+            Assert.True(exit == 0, $"device-connect failed: {stderr}");
+            output.WriteLine($"{natA} / {natB}: {stdout}");
+            using JsonDocument result = JsonDocument.Parse(stdout);
+            JsonElement root = result.RootElement;
+            Assert.Equal(Messages, root.GetProperty("echoed").GetInt32());
+            string description = root.GetProperty("description").GetString()!;
+            if (direct)
+            {
+                Assert.True(root.GetProperty("kind").GetString() == "DirectTcp", description);
+                Assert.StartsWith("direct-tcp ", description, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.True(root.GetProperty("kind").GetString() == "Relayed", description);
+                Assert.Contains("3 punch attempt(s) failed", description, StringComparison.Ordinal);
+                Assert.Contains("no TCP connection formed", description, StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            await lab.DisposeAsync();
+        }
+    }
+}
