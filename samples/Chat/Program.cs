@@ -8,6 +8,11 @@
 //   dotnet run --project samples/Chat -- demo                           both in one process: the sensor discovers the
 //                                                                       light over mDNS on the loopback interface
 //
+// Over the internet, through a rendezvous node (samples/Rendezvous): add --rendezvous ADDRESS:PORT --rendezvous-peer ID
+// to listen (it attaches and prints its PeerId), and connect by PeerId alone with
+//   dotnet run --project samples/Chat -- connect --peer ID --rendezvous ADDRESS:PORT --rendezvous-peer ID
+// The session starts relayed and moves to a direct path when the NATs allow; each side prints the path when it changes.
+//
 // mDNS is opt-in (--lan, find) because it multicasts on the LAN; --interface IF limits it to one interface.
 // Lines typed go to the other side. Ctrl+C (or end of input when connecting) closes the sessions cleanly.
 // Each role keeps its identity in a file (--identity PATH; default under the user's local application data).
@@ -21,6 +26,7 @@ using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using PeerLink;
 using PeerLink.Discovery;
+using PeerLink.Nat.Rendezvous;
 using PeerLink.Samples.Chat;
 using PeerLink.Sessions;
 
@@ -35,6 +41,8 @@ string? peerText = null;
 string? identityPath = null;
 string? nameWanted = null;
 string? interfaceName = null;
+IPEndPoint? rendezvous = null;
+PeerId? rendezvousPeer = null;
 bool lan = false;
 int port = 0;
 for (int i = 1; i < args.Length; i++)
@@ -55,6 +63,14 @@ for (int i = 1; i < args.Length; i++)
             break;
         case "--lan":
             lan = true;
+            break;
+        case "--rendezvous" when i + 1 < args.Length && IPEndPoint.TryParse(args[i + 1], out IPEndPoint? node):
+            rendezvous = node;
+            i++;
+            break;
+        case "--rendezvous-peer" when i + 1 < args.Length && PeerId.TryParse(args[i + 1], out PeerId nodeId):
+            rendezvousPeer = nodeId;
+            i++;
             break;
         case "--port" when i + 1 < args.Length && int.TryParse(args[i + 1], out int p) && p is >= 0 and <= 65535:
             port = p;
@@ -86,12 +102,45 @@ using PosixSignalRegistration terminate = PosixSignalRegistration.Create(PosixSi
     stop.Cancel();
 });
 
+if ((rendezvous is null) != (rendezvousPeer is null))
+{
+    Console.Error.WriteLine("--rendezvous ADDRESS:PORT and --rendezvous-peer ID go together");
+    return 2;
+}
+
+Action<PeerNodeBuilder> attach = builder =>
+{
+    if (rendezvous is not null)
+    {
+        builder.UseRendezvous(rendezvous, rendezvousPeer!.Value);
+    }
+};
+
 try
 {
     switch (mode)
     {
         case "listen":
-            return await ListenAsync(LoadIdentity(identityPath, "listen"), port, lan ? Mdns(interfaceName) : null, loggerFactory, stop.Token);
+            return await ListenAsync(LoadIdentity(identityPath, "listen"), port, lan ? Mdns(interfaceName) : null, attach, loggerFactory, stop.Token);
+        case "connect" when endpointText is null && rendezvous is not null:
+            if (peerText is null)
+            {
+                Console.Error.WriteLine("connect through a rendezvous node needs --peer ID");
+                return 2;
+            }
+
+            if (!PeerId.TryParse(peerText, out PeerId byId, out string? invalid))
+            {
+                Console.Error.WriteLine($"--peer: {invalid}");
+                return 2;
+            }
+
+            return await ChatAsync(LoadIdentity(identityPath, "connect"), async node =>
+            {
+                Console.WriteLine($"* attaching to rendezvous node {rendezvousPeer!.Value.ToFingerprint()} at {rendezvous}…");
+                await node.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync(stop.Token);
+                return await node.ConnectAsync(byId, stop.Token);
+            }, null, loggerFactory, stop.Token, attach);
         case "find":
             return await FindAsync(LoadIdentity(identityPath, "find"), nameWanted, Mdns(interfaceName), loggerFactory, stop.Token);
         case "connect":
@@ -101,7 +150,7 @@ try
                 return 2;
             }
 
-            return await ChatAsync(LoadIdentity(identityPath, "connect"), node => node.ConnectAsync(endpoint, peer, stop.Token), null, loggerFactory, stop.Token);
+            return await ChatAsync(LoadIdentity(identityPath, "connect"), node => node.ConnectAsync(endpoint, peer, stop.Token), null, loggerFactory, stop.Token, attach);
         default:
             return await DemoAsync(loggerFactory);
     }
@@ -122,7 +171,7 @@ static Action<PeerDiscoveryOptions> Mdns(string? interfaceName) => o =>
     }
 };
 
-static async Task<int> ListenAsync(PeerIdentity identity, int port, Action<PeerDiscoveryOptions>? mdns, ILoggerFactory loggerFactory, CancellationToken stop)
+static async Task<int> ListenAsync(PeerIdentity identity, int port, Action<PeerDiscoveryOptions>? mdns, Action<PeerNodeBuilder> attach, ILoggerFactory loggerFactory, CancellationToken stop)
 {
     using (identity)
     {
@@ -132,11 +181,29 @@ static async Task<int> ListenAsync(PeerIdentity identity, int port, Action<PeerD
             builder.UseMdnsDiscovery(mdns);
         }
 
+        attach(builder);
         await using PeerNode node = await builder.StartAsync(stop);
         var local = (IPEndPoint)node.LocalEndPoints[0];
         Console.WriteLine($"PeerId {node.PeerId}");
         Console.WriteLine($"listening on port {local.Port}");
-        Console.WriteLine($"from another terminal: dotnet run --project samples/Chat -- connect 127.0.0.1:{local.Port} --peer {node.PeerId}");
+        if (node.GetComponent<RendezvousClient>() is { } rendezvousClient)
+        {
+            try
+            {
+                await rendezvousClient.WaitForAttachmentAsync(stop);
+            }
+            catch (OperationCanceledException)
+            {
+                return 1;
+            }
+
+            Console.WriteLine($"attached to rendezvous node {rendezvousClient.RendezvousPeerId.ToFingerprint()} at {rendezvousClient.EndPoint} (seen as {rendezvousClient.ObservedEndPoint})");
+            Console.WriteLine($"from anywhere: dotnet run --project samples/Chat -- connect --peer {node.PeerId} --rendezvous ADDRESS:{rendezvousClient.EndPoint.Port} --rendezvous-peer {rendezvousClient.RendezvousPeerId}");
+        }
+        else
+        {
+            Console.WriteLine($"from another terminal: dotnet run --project samples/Chat -- connect 127.0.0.1:{local.Port} --peer {node.PeerId}");
+        }
         if (mdns is not null)
         {
             Console.WriteLine($"advertised over mDNS as \"{node.GetDiscovery().InstanceName}\": on the LAN, dotnet run --project samples/Chat -- find");
@@ -149,6 +216,7 @@ static async Task<int> ListenAsync(PeerIdentity identity, int port, Action<PeerD
             await foreach (SecureSession session in node.AcceptAllAsync(stop))
             {
                 Console.WriteLine($"* {Name(session)} joined ({session.Protocol.Name})");
+                ShowPath(session);
                 _ = PrintLinesAsync(session, stop);
             }
         }
@@ -188,7 +256,7 @@ static Task<int> FindAsync(PeerIdentity identity, string? name, Action<PeerDisco
         loggerFactory,
         stop);
 
-static async Task<int> ChatAsync(PeerIdentity identity, Func<PeerNode, Task<SecureSession>> open, Action<PeerDiscoveryOptions>? mdns, ILoggerFactory loggerFactory, CancellationToken stop)
+static async Task<int> ChatAsync(PeerIdentity identity, Func<PeerNode, Task<SecureSession>> open, Action<PeerDiscoveryOptions>? mdns, ILoggerFactory loggerFactory, CancellationToken stop, Action<PeerNodeBuilder>? attach = null)
 {
     using (identity)
     {
@@ -198,6 +266,7 @@ static async Task<int> ChatAsync(PeerIdentity identity, Func<PeerNode, Task<Secu
             builder.UseMdnsDiscovery(mdns);
         }
 
+        attach?.Invoke(builder);
         await using PeerNode node = await builder.StartAsync(stop);
         SecureSession session;
         try
@@ -210,6 +279,7 @@ static async Task<int> ChatAsync(PeerIdentity identity, Func<PeerNode, Task<Secu
         }
 
         Console.WriteLine($"* connected to {Name(session)} over {session.Protocol.Name}; type lines, Ctrl+C to leave");
+        ShowPath(session);
         Task printing = PrintLinesAsync(session, stop);
 
         // Console input blocks a thread: read it on its own, and stop at Ctrl+C, end of input or the peer leaving.
@@ -328,6 +398,13 @@ static async Task PrintLinesAsync(SecureSession session, CancellationToken stop)
 
 static string Name(SecureSession session) => session.RemotePeerId.ToFingerprint();
 
+// The path now, and again whenever it changes (relayed, then direct when the NATs allow, and back if it breaks).
+static void ShowPath(SecureSession session)
+{
+    Console.WriteLine($"path: {session.Path.Description}");
+    session.PathChanged += (_, path) => Console.WriteLine($"path: {path.Description}");
+}
+
 static string LoopbackInterface() =>
     System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
         .First(n => n.NetworkInterfaceType == System.Net.NetworkInformation.NetworkInterfaceType.Loopback).Name;
@@ -341,8 +418,9 @@ static PeerIdentity LoadIdentity(string? path, string role)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: Chat listen [--port N] [--identity PATH] [--lan [--interface IF]]");
+    Console.Error.WriteLine("usage: Chat listen [--port N] [--identity PATH] [--lan [--interface IF]] [--rendezvous ADDRESS:PORT --rendezvous-peer ID]");
     Console.Error.WriteLine("       Chat connect ADDRESS:PORT --peer PEERID [--identity PATH]");
+    Console.Error.WriteLine("       Chat connect --peer PEERID --rendezvous ADDRESS:PORT --rendezvous-peer ID [--identity PATH]");
     Console.Error.WriteLine("       Chat find [--name NAME] [--interface IF] [--identity PATH]");
     Console.Error.WriteLine("       Chat demo");
     return 2;
