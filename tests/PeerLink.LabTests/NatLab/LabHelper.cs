@@ -63,6 +63,7 @@ public static class LabHelper
                 case "rendezvous":
                 case "device-listen":
                 case "device-connect":
+                case "device-session":
                     return await RendezvousLabHelper.RunAsync(args);
 
                 case "mdns-advertise":

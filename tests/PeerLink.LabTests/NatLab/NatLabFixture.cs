@@ -64,6 +64,26 @@ internal sealed class NatLabFixture : IAsyncDisposable
         return line;
     }
 
+    /// <summary>Starts the helper in a host for a conversation over its standard input and output; waits for "ready".</summary>
+    public async Task<LabConversation> StartConversationAsync(string host, params string[] args)
+    {
+        var process = Process.Start(Start("ip", ["netns", "exec", Prefix + host, DotnetHost, HelperAssembly, .. args], LabEnvironment, redirectInput: true))!;
+        _background.Add(process);
+        var conversation = new LabConversation(process);
+        string line = await conversation.ReadLineAsync();
+        if (!line.StartsWith("ready", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"The helper in {host} did not start: {line} {await process.StandardError.ReadToEndAsync()}");
+        }
+
+        conversation.Ready = line;
+        return conversation;
+    }
+
+    /// <summary>Runs a command inside a host of the lab (natlab.sh exec), for example an nft rule on a router.</summary>
+    public Task<(int Exit, string Output, string Error)> ExecAsync(string host, params string[] command) =>
+        RunAsync("bash", [Script, "exec", host, .. command], LabEnvironment);
+
     public async ValueTask DisposeAsync()
     {
         foreach (Process process in _background)
@@ -129,6 +149,34 @@ internal sealed class NatLabFixture : IAsyncDisposable
     private static extern uint Geteuid();
 }
 
+/// <summary>A helper process spoken to line by line.</summary>
+internal sealed class LabConversation(Process process)
+{
+    public string Ready { get; set; } = "";
+
+    public async Task<string> ReadLineAsync(TimeSpan? timeout = null) =>
+        await process.StandardOutput.ReadLineAsync().WaitAsync(timeout ?? TimeSpan.FromSeconds(60)) ?? throw new InvalidOperationException("The helper ended: " + await process.StandardError.ReadToEndAsync());
+
+    public async Task<string> AskAsync(string command, TimeSpan? timeout = null)
+    {
+        await process.StandardInput.WriteLineAsync(command);
+        await process.StandardInput.FlushAsync();
+        return await ReadLineAsync(timeout);
+    }
+
+    public Task SayAsync(string line) => process.StandardInput.WriteLineAsync(line).ContinueWith(_ => process.StandardInput.FlushAsync(), TaskScheduler.Default).Unwrap();
+
+    /// <summary>Ends the process at once, as a crash or a power cut would (its sockets are closed by the kernel).</summary>
+    public void Kill() => process.Kill(entireProcessTree: true);
+
+    /// <summary>Stops the helper cleanly (end of its input) and waits for it.</summary>
+    public async Task StopAsync()
+    {
+        process.StandardInput.Close();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(20));
+    }
+}
+
 /// <summary>Runs processes for the laboratories: this assembly's <see cref="LabHelper"/> and the lab scripts.</summary>
 internal static class LabProcess
 {
@@ -172,6 +220,18 @@ internal static class LabProcess
 
 /// <summary>A theory that needs the NAT laboratory: skipped, with the reason, where it cannot run.</summary>
 [AttributeUsage(AttributeTargets.Method)]
+public sealed class NatLabFactAttribute : FactAttribute
+{
+    public NatLabFactAttribute()
+    {
+        if (NatLabFixture.UnavailableReason is { } reason)
+        {
+            Skip = reason;
+        }
+    }
+}
+
+/// <summary>A laboratory theory: skipped with the reason where the NAT laboratory cannot run.</summary>
 public sealed class NatLabTheoryAttribute : TheoryAttribute
 {
     public NatLabTheoryAttribute()

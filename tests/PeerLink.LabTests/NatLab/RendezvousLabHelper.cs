@@ -19,7 +19,7 @@ namespace PeerLink.LabTests.NatLab;
 /// </summary>
 internal static class RendezvousLabHelper
 {
-    public const string Usage = "rendezvous LISTEN STUN_PORT | device-listen RDV RDV_ID | device-connect RDV RDV_ID TARGET COUNT WAIT_MS";
+    public const string Usage = "rendezvous LISTEN STUN_PORT [IDENTITY] | device-listen RDV RDV_ID | device-connect RDV RDV_ID TARGET COUNT WAIT_MS | device-session RDV RDV_ID TARGET";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -27,7 +27,7 @@ internal static class RendezvousLabHelper
         {
             case "rendezvous":
             {
-                using PeerIdentity identity = PeerIdentity.Generate();
+                using PeerIdentity identity = args.Length > 3 ? PeerIdentity.LoadOrCreate(args[3]) : PeerIdentity.Generate();
                 await using RendezvousServer server = await RendezvousServer.StartAsync(identity, new RendezvousServerOptions
                 {
                     ListenEndPoint = IPEndPoint.Parse(args[1]),
@@ -64,6 +64,9 @@ internal static class RendezvousLabHelper
             case "device-connect":
                 return await ConnectAsync(args);
 
+            case "device-session":
+                return await SessionAsync(args);
+
             default:
                 return 2;
         }
@@ -88,6 +91,112 @@ internal static class RendezvousLabHelper
         catch (PeerLinkException)
         {
         }
+    }
+
+    /// <summary>
+    /// A session driven from standard input, one command per line, one answer line each: wait-direct, wait-relayed,
+    /// send N (numbered messages, echoed back), send-pause N (the same, but prints "half" midway and waits for a "go" line), watch-detach,
+    /// wait-reattach, wait-end.
+    /// </summary>
+    private static async Task<int> SessionAsync(string[] args)
+    {
+        PeerId target = PeerId.Parse(args[3]);
+        using PeerIdentity identity = PeerIdentity.Generate();
+        await using PeerNode node = await Device(identity, args).StartAsync();
+        RendezvousClient client = node.GetComponent<RendezvousClient>()!;
+        await client.WaitForAttachmentAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        SecureSession session = await node.ConnectAsync(target);
+        var paths = System.Threading.Channels.Channel.CreateUnbounded<SessionPath>();
+        session.PathChanged += (_, path) => paths.Writer.TryWrite(path);
+        Console.WriteLine($"ready {session.Path.Kind}");
+        int next = 0;
+        Task detached = Task.CompletedTask;
+        while (await Console.In.ReadLineAsync() is { } command)
+        {
+            string[] words = command.Split(' ');
+            switch (words[0])
+            {
+                case "wait-direct":
+                case "wait-relayed":
+                    SessionPathKind wanted = words[0] == "wait-direct" ? SessionPathKind.DirectTcp : SessionPathKind.Relayed;
+                    SessionPath now = session.Path;
+                    while (now.Kind != wanted)
+                    {
+                        now = await paths.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(60));
+                    }
+
+                    Console.WriteLine($"{now.Kind} {now.Description}");
+                    break;
+                case "send":
+                case "send-pause":
+                    bool pause = words[0] == "send-pause";
+                    int count = int.Parse(words[1], System.Globalization.CultureInfo.InvariantCulture);
+                    int first = next;
+                    next += count;
+                    Task sending = Task.Run(async () =>
+                    {
+                        for (int i = first; i < first + count; i++)
+                        {
+                            if (pause && i == first + (count / 2))
+                            {
+                                Console.WriteLine("half");
+                                _ = await Console.In.ReadLineAsync();   // "go"
+                            }
+
+                            await session.SendAsync(BitConverter.GetBytes(i));
+                        }
+                    });
+                    int echoed = 0;
+                    string outcome = "ok";
+                    try
+                    {
+                        for (int i = first; i < first + count; i++)
+                        {
+                            PeerMessage? message = await session.ReceiveAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(60));
+                            if (message is null || BitConverter.ToInt32(message.Value.Payload.Span) != i)
+                            {
+                                outcome = $"out-of-order-at-{i}";
+                                break;
+                            }
+
+                            echoed++;
+                        }
+
+                        await sending;
+                    }
+                    catch (Exception e) when (e is PeerLinkException or TimeoutException)
+                    {
+                        outcome = e.Message.Replace(' ', '_');
+                    }
+
+                    Console.WriteLine($"echoed {echoed} {outcome} {session.Path.Kind}");
+                    break;
+                case "watch-detach":
+                    detached = client.WhenDetachedAsync();
+                    Console.WriteLine("watching");
+                    break;
+                case "wait-reattach":
+                    await detached.WaitAsync(TimeSpan.FromSeconds(60));
+                    await client.WaitForAttachmentAsync().WaitAsync(TimeSpan.FromSeconds(60));
+                    Console.WriteLine($"attached {client.Epoch}");
+                    break;
+                case "wait-end":
+                    var clock = Stopwatch.StartNew();
+                    try
+                    {
+                        await session.Completion.WaitAsync(TimeSpan.FromSeconds(90));
+                        Console.WriteLine($"ended None {clock.ElapsedMilliseconds}");
+                    }
+                    catch (PeerLinkException e)
+                    {
+                        Console.WriteLine($"ended {e.Error} {clock.ElapsedMilliseconds} {e.Message}");
+                    }
+
+                    break;
+            }
+        }
+
+        return 0;
     }
 
     private static async Task<int> ConnectAsync(string[] args)
