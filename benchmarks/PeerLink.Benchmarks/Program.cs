@@ -10,4 +10,18 @@ if (Array.IndexOf(args, "--idle-memory") >= 0)
     return;
 }
 
+// --attach-memory [COUNT] measures a rendezvous node's memory per attached device and the attach rate (10,000 by default).
+int attach = Array.IndexOf(args, "--attach-memory");
+if (attach >= 0)
+{
+    await AttachMemory.RunAsync(attach + 1 < args.Length ? int.Parse(args[attach + 1], System.Globalization.CultureInfo.InvariantCulture) : 10_000);
+    return;
+}
+
+if (args.Length == 4 && args[0] == "--attach-clients")
+{
+    await AttachMemory.ClientsAsync(System.Net.IPEndPoint.Parse(args[1]), PeerLink.PeerId.Parse(args[2]), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(BenchmarkConfig).Assembly).Run(args, new BenchmarkConfig());

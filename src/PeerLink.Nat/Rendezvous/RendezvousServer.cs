@@ -284,38 +284,56 @@ public sealed class RendezvousServer : IAsyncDisposable
     /// <summary>Tells an attach session from a relay connection by the first four bytes, within the handshake timeout.</summary>
     private async Task ServeConnectionAsync(PeerConnection connection, UInt128 source)
     {
-        bool released = false;
+        (ConnectionKind kind, byte version, UInt128 token) = await ReadPreambleAsync(connection).ConfigureAwait(false);
+        switch (kind)
+        {
+            case ConnectionKind.Attach:
+                await ServeAttachmentAsync(connection, source).ConfigureAwait(false);   // releases the admission slot
+                return;
+            case ConnectionKind.Relay:
+                _admission.Release(source);
+                await JoinRelayAsync(connection, version, token).ConfigureAwait(false);
+                return;
+            default:
+                _admission.Release(source);
+                connection.Abort();
+                await connection.DisposeAsync().ConfigureAwait(false);
+                return;
+        }
+    }
+
+    /// <summary>
+    /// Reads the first bytes: "PLNK" is left in the pipe for the session to read; "PLRY", its version and token are
+    /// consumed. The deadline's timers are gone by the time the connection is served (an attachment lasts long).
+    /// </summary>
+    private async Task<(ConnectionKind Kind, byte Version, UInt128 Token)> ReadPreambleAsync(PeerConnection connection)
+    {
+        PipeReader input = connection.Transport.Input;
+        using var deadline = new CancellationTokenSource(_options.HandshakeTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, _stopping.Token);
         try
         {
-            PipeReader input = connection.Transport.Input;
-            using var deadline = new CancellationTokenSource(_options.HandshakeTimeout, _time);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, _stopping.Token);
             ReadResult result = await input.ReadAtLeastAsync(4, linked.Token).ConfigureAwait(false);
             ReadOnlySequence<byte> buffer = result.Buffer;
             if (buffer.Length < 4)
             {
                 input.AdvanceTo(buffer.End);
-                await connection.DisposeAsync().ConfigureAwait(false);
-                return;
+                return (ConnectionKind.None, 0, 0);
             }
 
-            Span<byte> magic = stackalloc byte[4];
+            byte[] magic = new byte[4];
             buffer.Slice(0, 4).CopyTo(magic);
-            if (magic.SequenceEqual(RendezvousWire.SessionMagic))
+            if (magic.AsSpan().SequenceEqual(RendezvousWire.SessionMagic))
             {
                 input.AdvanceTo(buffer.Start);   // the session reads its preamble itself
-                released = true;
-                await ServeAttachmentAsync(connection, source).ConfigureAwait(false);
-                return;
+                return (ConnectionKind.Attach, 0, 0);
             }
 
-            if (!magic.SequenceEqual(RendezvousWire.RelayMagic))
+            if (!magic.AsSpan().SequenceEqual(RendezvousWire.RelayMagic))
             {
                 input.AdvanceTo(buffer.End);
                 RendezvousLog.UnknownConnection(_logger, connection.RemoteEndPoint?.ToString() ?? "?");
-                connection.Abort();
-                await connection.DisposeAsync().ConfigureAwait(false);
-                return;
+                return (ConnectionKind.None, 0, 0);
             }
 
             input.AdvanceTo(buffer.Start);
@@ -324,29 +342,25 @@ public sealed class RendezvousServer : IAsyncDisposable
             if (buffer.Length < RendezvousWire.RelayPreambleLength)
             {
                 input.AdvanceTo(buffer.End);
-                await connection.DisposeAsync().ConfigureAwait(false);
-                return;
+                return (ConnectionKind.None, 0, 0);
             }
 
-            Span<byte> preamble = stackalloc byte[RendezvousWire.RelayPreambleLength];
+            byte[] preamble = new byte[RendezvousWire.RelayPreambleLength];
             buffer.Slice(0, RendezvousWire.RelayPreambleLength).CopyTo(preamble);
             input.AdvanceTo(buffer.GetPosition(RendezvousWire.RelayPreambleLength));
-            _admission.Release(source);
-            released = true;
-            await JoinRelayAsync(connection, preamble[4], TokenKey(preamble[5..])).ConfigureAwait(false);
+            return (ConnectionKind.Relay, preamble[4], TokenKey(preamble.AsSpan(5)));
         }
         catch (Exception e) when (e is OperationCanceledException or PeerLinkException or InvalidOperationException)
         {
-            connection.Abort();
-            await connection.DisposeAsync().ConfigureAwait(false);
+            return (ConnectionKind.None, 0, 0);
         }
-        finally
-        {
-            if (!released)
-            {
-                _admission.Release(source);
-            }
-        }
+    }
+
+    private enum ConnectionKind
+    {
+        None,
+        Attach,
+        Relay,
     }
 
     private async Task ServeAttachmentAsync(PeerConnection connection, UInt128 source)

@@ -9,6 +9,7 @@ using System.Collections.Generic;
 using System.IO.Pipelines;
 using System.Linq;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -30,6 +31,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
 
     private const int ChunkSize = 32 * 1024;
     private const int AckEvery = 64 * 1024;
+    private const int MaxFreeChunks = 64;   // 2 MiB: what a busy path keeps in flight
     private const int HeaderLength = 1 + 8;    // type and offset, or type and 4-byte length (DATA) padded to the same parse
 
     private static long s_next;
@@ -43,6 +45,8 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
     private readonly SemaphoreSlim _stream = new(1, 1);
     private readonly List<Path> _paths = [];
     private readonly Queue<Chunk> _unacked = new();
+    private readonly Stack<byte[]> _freeChunks = new();   // this connection's own: a full window is more than ArrayPool keeps
+    private bool _chunksUsed;
     private readonly CancellationTokenSource _closed = new();
     private readonly ITimer _timer;
     private readonly Task _sendLoop;
@@ -68,15 +72,23 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
     /// <param name="kind">What the path is, for diagnostics ("relayed", "direct-tcp").</param>
     /// <param name="time">The clock of the keepalives and path timeouts.</param>
     /// <param name="keepAlive">How often an ACK goes out on every path; a path silent for three of these is dead.</param>
-    /// <param name="window">How many unacknowledged bytes the sender keeps before the session waits.</param>
-    public MigratingConnection(PeerConnection first, string kind, TimeProvider time, TimeSpan keepAlive, long window = 4 * 1024 * 1024)
+    /// <param name="window">
+    /// A safety bound on the unacknowledged bytes kept before the session waits. What is kept is what the path took, and
+    /// a path takes only what its TCP windows let through, so in practice the path bounds it. The window must not be
+    /// what stops a sender: ACKs travel behind data, and an application that reads only after it wrote (an echo) would
+    /// then wait for an ACK that waits for it.
+    /// </param>
+    public MigratingConnection(PeerConnection first, string kind, TimeProvider time, TimeSpan keepAlive, long window = 16 * 1024 * 1024)
     {
         ConnectionId = "path-" + Interlocked.Increment(ref s_next).ToString(System.Globalization.CultureInfo.InvariantCulture);
         _time = time;
         _keepAlive = keepAlive;
         _pathTimeout = keepAlive * 3;
         _window = window;
-        var options = new PipeOptions(pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false);
+        // As small as the socket transport's: what waits here is also held as pooled buffers, and ArrayPool keeps only a few per size.
+        // Inline continuations, as the socket transport: the session's flush runs the path sender, and a delivery runs the
+        // session's receive loop, without a thread hop each (a hop costs 25-30 us on two cores, PERF-NOTES).
+        var options = new PipeOptions(pauseWriterThreshold: 128 * 1024, resumeWriterThreshold: 64 * 1024, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
         _toNetwork = new Pipe(options);
         _fromNetwork = new Pipe(options);
         _sendPath = AddPathCore(first, kind);
@@ -246,11 +258,40 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         {
             while (_unacked.TryDequeue(out Chunk chunk))
             {
-                ArrayPool<byte>.Shared.Return(chunk.Buffer);
+                ReturnChunk(chunk.Buffer);
             }
+
+            _freeChunks.Clear();
         }
 
         Cancel();
+    }
+
+    /// <summary>
+    /// A chunk for the kept bytes. A window holds up to 128 of them at once, more than the shared ArrayPool keeps per core,
+    /// so this connection keeps its own (<see cref="MaxFreeChunks"/> at most) and gives them back after a quiet keepalive.
+    /// </summary>
+    private byte[] RentChunk()
+    {
+        lock (_gate)
+        {
+            _chunksUsed = true;
+            if (_freeChunks.TryPop(out byte[]? chunk))
+            {
+                return chunk;
+            }
+        }
+
+        return GC.AllocateUninitializedArray<byte>(ChunkSize);
+    }
+
+    private void ReturnChunk(byte[] chunk)
+    {
+        // Called under _gate.
+        if (_freeChunks.Count < MaxFreeChunks)
+        {
+            _freeChunks.Push(chunk);
+        }
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -358,7 +399,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
                 }
 
                 int length = (int)Math.Min(buffer.Length, ChunkSize);
-                byte[] chunk = ArrayPool<byte>.Shared.Rent(length);
+                byte[] chunk = RentChunk();
                 buffer.Slice(0, length).CopyTo(chunk);
                 source.AdvanceTo(buffer.GetPosition(length));
                 long start;
@@ -483,6 +524,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
     private ValueTask WriteDataAsync(Path path, ReadOnlyMemory<byte> data) => WriteAsync(path, Data, data.Length, data);
 
     /// <summary>Writes one frame; a path that fails to take it is dead (its data moves elsewhere).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]   // per chunk: no allocation when the flush waits
     private async ValueTask WriteAsync(Path path, byte type, long value, ReadOnlyMemory<byte> data)
     {
         if (path.Dead)
@@ -632,7 +674,8 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         return true;
     }
 
-    private async Task DeliverAsync(Path path, ReadOnlySequence<byte> data)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask DeliverAsync(Path path, ReadOnlySequence<byte> data)
     {
         await _stream.WaitAsync().ConfigureAwait(false);
         try
@@ -778,7 +821,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
                 while (_unacked.TryPeek(out Chunk chunk) && chunk.Start + chunk.Length <= offset)
                 {
                     _unacked.Dequeue();
-                    ArrayPool<byte>.Shared.Return(chunk.Buffer);
+                    ReturnChunk(chunk.Buffer);
                 }
             }
         }
@@ -800,6 +843,12 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         lock (_gate)
         {
             paths = _paths.Where(p => !p.Dead).ToArray();
+            if (!_chunksUsed)
+            {
+                _freeChunks.Clear();   // quiet for a keepalive: an idle connection keeps no chunks
+            }
+
+            _chunksUsed = false;
         }
 
         long received = Interlocked.Read(ref _received);

@@ -7,6 +7,7 @@ using System.Security.Cryptography;
 using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Time.Testing;
+using PeerLink.Discovery;
 using PeerLink.Nat.Rendezvous;
 using PeerLink.Sessions;
 using PeerLink.Testing;
@@ -181,6 +182,79 @@ public sealed class RendezvousTests : PeerIdentities
 
         Assert.Equal(Count, received);
         Assert.True(server.RelayedBytes >= Count * block.Length || server.RelayCount <= 1);
+    }
+
+    [Fact]
+    public async Task AnEchoOfBulkThroughTheRelayNeverWaitsForItself()
+    {
+        // The echo reads a message, then writes it back: if a sender waited for ACKs (which travel behind data) before
+        // writing, both directions would wait for each other. 32 MiB each way.
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        Task echo = Task.Run(async () =>
+        {
+            while (await fromAlice.ReceiveAsync() is { } message)
+            {
+                await fromAlice.SendAsync(message.Payload);
+            }
+        });
+
+        const int Count = 2048;
+        byte[] block = new byte[16 * 1024];
+        Task sending = Task.Run(async () =>
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                BitConverter.TryWriteBytes(block, i);
+                await toBob.SendAsync(block);
+            }
+        });
+        for (int i = 0; i < Count; i++)
+        {
+            PeerMessage? back = await toBob.ReceiveAsync().AsTask().WaitAsync(Limit);
+            Assert.Equal(i, BitConverter.ToInt32(back!.Value.Payload.Span));
+        }
+
+        await sending.WaitAsync(Limit);
+        await toBob.CloseAsync();
+        await echo.WaitAsync(Limit);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task PeersThatDiscoveryFoundOnTheLanConnectDirectlyWithoutTheNode(bool nodeUp)
+    {
+        // With the rendezvous node up, the LAN still comes first; with it down (no internet), the LAN is all it takes.
+        await using RendezvousServer server = await StartServerAsync();
+        IPEndPoint rendezvous = server.EndPoint;
+        if (!nodeUp)
+        {
+            await server.DisposeAsync();
+        }
+
+        var net = new MdnsTestNetwork(realTime: true);
+        await using PeerNode alice = await LanDeviceAsync(Alice, "127.0.0.1");
+        await using PeerNode bob = await LanDeviceAsync(Bob, "127.0.0.2");
+        await bob.GetDiscovery().WaitForPeerAsync(alice.PeerId).WaitAsync(Limit);
+
+        SecureSession toAlice = await bob.ConnectAsync(alice.PeerId).WaitAsync(Limit);
+        SecureSession fromBob = (await alice.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        await toAlice.SendAsync(new byte[] { 5 });
+
+        Assert.Equal(new byte[] { 5 }, (await fromBob.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+        Assert.Equal(SessionPathKind.Direct, toAlice.Path.Kind);
+        Assert.Equal(0, nodeUp ? server.RelayCount : 0);
+
+        Task<PeerNode> LanDeviceAsync(PeerIdentity identity, string address) =>
+            new PeerNodeBuilder(identity)
+                .ListenOn(new IPEndPoint(IPAddress.Parse(address), 0))
+                .UseMdnsDiscovery(o => o.StartDiscovery = (_, _) => net.Node(address, "host-" + address.Replace('.', '-'), seed: address.GetHashCode()))
+                .UseRendezvous(rendezvous, Relay.PeerId, o => o.PunchAddresses = [IPAddress.Loopback])
+                .StartAsync();
     }
 
     [Fact]

@@ -19,7 +19,7 @@ namespace PeerLink.LabTests.NatLab;
 /// </summary>
 internal static class RendezvousLabHelper
 {
-    public const string Usage = "rendezvous LISTEN STUN_PORT [IDENTITY] | device-listen RDV RDV_ID | device-connect RDV RDV_ID TARGET COUNT WAIT_MS | device-session RDV RDV_ID TARGET";
+    public const string Usage = "rendezvous LISTEN STUN_PORT [IDENTITY] | device-listen RDV RDV_ID | device-connect RDV RDV_ID TARGET COUNT WAIT_MS [SIZE] | device-session RDV RDV_ID TARGET";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -204,6 +204,7 @@ internal static class RendezvousLabHelper
         PeerId target = PeerId.Parse(args[3]);
         int count = int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture);
         var wait = TimeSpan.FromMilliseconds(int.Parse(args[5], System.Globalization.CultureInfo.InvariantCulture));
+        int size = args.Length > 6 ? int.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture) : 4;   // bytes per message, at least 4
         using PeerIdentity identity = PeerIdentity.Generate();
         await using PeerNode node = await Device(identity, args).StartAsync();
         await node.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync().WaitAsync(TimeSpan.FromSeconds(30));
@@ -244,7 +245,9 @@ internal static class RendezvousLabHelper
                     }
                 }
 
-                await session.SendAsync(BitConverter.GetBytes(i));
+                byte[] message = new byte[size];
+                BitConverter.TryWriteBytes(message, i);
+                await session.SendAsync(message);
             }
         });
         for (int i = 1; i < count; i++)

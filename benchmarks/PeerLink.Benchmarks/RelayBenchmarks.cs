@@ -1,0 +1,136 @@
+using System;
+using System.Net;
+using System.Threading;
+using System.Threading.Tasks;
+using BenchmarkDotNet.Attributes;
+using PeerLink.Nat.Rendezvous;
+using PeerLink.Sessions;
+
+namespace PeerLink.Benchmarks;
+
+/// <summary>
+/// 16 KiB messages one way on loopback, in one run: a direct session (the baseline), the same pair relayed end to
+/// end through a rendezvous node (the node splices the two TCP connections; the devices run the path layer), and a
+/// session that moved from the relay to a direct TCP path (the path layer on a direct connection). All three are
+/// ChaCha20-Poly1305 sessions between the same two identities; the node runs in this process.
+/// </summary>
+public class RelayThroughputBenchmarks
+{
+    private const int Messages = 1000;
+    private readonly SemaphoreSlim _directDone = new(0);
+    private readonly SemaphoreSlim _relayedDone = new(0);
+    private readonly SemaphoreSlim _upgradedDone = new(0);
+    private PeerIdentity _alice = null!;
+    private PeerIdentity _bob = null!;
+    private PeerIdentity _node = null!;
+    private RendezvousServer _server = null!;
+    private PeerNode _aliceNode = null!;
+    private PeerNode _bobNode = null!;
+    private PeerNode _aliceUpgrading = null!;
+    private PeerNode _bobUpgrading = null!;
+    private SecureSession _direct = null!;
+    private SecureSession _relayed = null!;
+    private SecureSession _upgraded = null!;
+    private byte[] _payload = null!;
+
+    [Params(16 * 1024)]
+    public int MessageSize { get; set; }
+
+    [GlobalSetup]
+    public async Task SetupAsync()
+    {
+        _payload = new byte[MessageSize];
+        _alice = PeerIdentity.Generate();
+        _bob = PeerIdentity.Generate();
+        _node = PeerIdentity.Generate();
+        _server = await RendezvousServer.StartAsync(_node, new RendezvousServerOptions
+        {
+            ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
+            StunPort = 0,
+            MaxRelayBytes = long.MaxValue,
+            MaxRelayDuration = TimeSpan.FromDays(1),
+        });
+
+        // Relayed only (and direct, by address, on the same nodes).
+        _aliceNode = await Device(_alice, upgrade: false).StartAsync();
+        _bobNode = await Device(_bob, upgrade: false).ListenOn(new IPEndPoint(IPAddress.Loopback, 0)).StartAsync();
+        await _aliceNode.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync();
+        await _bobNode.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync();
+        _direct = await _aliceNode.ConnectAsync(_bobNode.LocalEndPoints[0], _bob.PeerId);
+        _ = CountAsync((await _bobNode.AcceptAsync())!, _directDone);
+        _relayed = await _aliceNode.ConnectAsync(_bob.PeerId);
+        _ = CountAsync((await _bobNode.AcceptAsync())!, _relayedDone);
+
+        // Relayed, then moved to a punched direct path (loopback candidates only).
+        _aliceUpgrading = await Device(_alice, upgrade: true).StartAsync();
+        _bobUpgrading = await Device(_bob, upgrade: true).StartAsync();
+        await _aliceUpgrading.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync();
+        await _bobUpgrading.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync();
+        var direct = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _upgraded = await _aliceUpgrading.ConnectAsync(_bob.PeerId);
+        _upgraded.PathChanged += (_, path) =>
+        {
+            if (path.Kind == SessionPathKind.DirectTcp)
+            {
+                direct.TrySetResult();
+            }
+        };
+        _ = CountAsync((await _bobUpgrading.AcceptAsync())!, _upgradedDone);
+        if (_upgraded.Path.Kind != SessionPathKind.DirectTcp)
+        {
+            await direct.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+    }
+
+    [GlobalCleanup]
+    public async Task CleanupAsync()
+    {
+        await _aliceNode.DisposeAsync();
+        await _bobNode.DisposeAsync();
+        await _aliceUpgrading.DisposeAsync();
+        await _bobUpgrading.DisposeAsync();
+        await _server.DisposeAsync();
+        _alice.Dispose();
+        _bob.Dispose();
+        _node.Dispose();
+    }
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = Messages)]
+    public Task DirectSession() => SendAsync(_direct, _directDone);
+
+    [Benchmark(OperationsPerInvoke = Messages)]
+    public Task RelayedSession() => SendAsync(_relayed, _relayedDone);
+
+    [Benchmark(OperationsPerInvoke = Messages)]
+    public Task UpgradedSession() => SendAsync(_upgraded, _upgradedDone);
+
+    private PeerNodeBuilder Device(PeerIdentity identity, bool upgrade) =>
+        new PeerNodeBuilder(identity).UseRendezvous(_server.EndPoint, _server.PeerId, o =>
+        {
+            o.UpgradeToDirect = upgrade;
+            o.PunchAddresses = [IPAddress.Loopback];
+        });
+
+    private async Task SendAsync(SecureSession session, SemaphoreSlim done)
+    {
+        for (int i = 0; i < Messages; i++)
+        {
+            await session.SendAsync(_payload);
+        }
+
+        await done.WaitAsync();
+    }
+
+    private static Task CountAsync(SecureSession accepted, SemaphoreSlim done) => Task.Run(async () =>
+    {
+        int count = 0;
+        while (await accepted.ReceiveAsync() is not null)
+        {
+            if (++count == Messages)
+            {
+                count = 0;
+                done.Release();
+            }
+        }
+    });
+}
