@@ -41,12 +41,18 @@ internal static class RendezvousWire
         output.Advance(RelayPreambleLength);
     }
 
-    public static byte[] Serialize(RendezvousMessage message)
+    public static byte[] Serialize(RendezvousMessage message) => ToBytes(message, RendezvousMessage.Shape);
+
+    /// <summary>Reads one message; anything malformed is <see cref="PeerLinkError.InvalidMessagePack"/>.</summary>
+    public static RendezvousMessage Deserialize(ReadOnlyMemory<byte> payload) => FromBytes(payload, RendezvousMessage.Shape);
+
+    /// <summary>One control message as bytes (these are rare: the copy to an array is fine).</summary>
+    public static byte[] ToBytes<T>(T message, ITypeShape<T> shape)
     {
         PooledBufferWriter buffer = PooledBufferWriter.Rent();
         try
         {
-            TypedMessages.Serialize(TypedMessages.DefaultSerializer, buffer, message, RendezvousMessage.Shape);
+            TypedMessages.Serialize(TypedMessages.DefaultSerializer, buffer, message, shape);
             return buffer.WrittenMemory.ToArray();
         }
         finally
@@ -55,10 +61,14 @@ internal static class RendezvousWire
         }
     }
 
-    /// <summary>Reads one message; anything malformed is <see cref="PeerLinkError.InvalidMessagePack"/>.</summary>
-    public static RendezvousMessage Deserialize(ReadOnlyMemory<byte> payload) =>
-        TypedMessages.Deserialize(TypedMessages.DefaultSerializer, payload, RendezvousMessage.Shape)
-        ?? throw new PeerLinkException(PeerLinkError.InvalidMessagePack, "A rendezvous message was nil.");
+    /// <summary>One control message from bytes; anything malformed, or nil, is <see cref="PeerLinkError.InvalidMessagePack"/>.</summary>
+    public static T FromBytes<T>(ReadOnlyMemory<byte> payload, ITypeShape<T> shape)
+        where T : class =>
+        TypedMessages.Deserialize(TypedMessages.DefaultSerializer, payload, shape)
+        ?? throw new PeerLinkException(PeerLinkError.InvalidMessagePack, $"A {typeof(T).Name} was nil.");
+
+    public static ITypeShape<T> ShapeOf<T>()
+        where T : IShapeable<T> => T.GetTypeShape();
 }
 
 /// <summary>A message on the attach session.</summary>
@@ -71,10 +81,7 @@ internal static class RendezvousWire
 [DerivedTypeShape(typeof(RelayEndedAck), Tag = 6)]
 internal abstract partial record RendezvousMessage
 {
-    public static ITypeShape<RendezvousMessage> Shape { get; } = ShapeOf<RendezvousMessage>();
-
-    private static ITypeShape<T> ShapeOf<T>()
-        where T : IShapeable<T> => T.GetTypeShape();
+    public static ITypeShape<RendezvousMessage> Shape { get; } = RendezvousWire.ShapeOf<RendezvousMessage>();
 }
 
 /// <summary>Node → device, first message after the handshake: the attachment is live.</summary>
@@ -118,28 +125,11 @@ internal sealed record RelayEndedAck(long Circuit) : RendezvousMessage;
 [DerivedTypeShape(typeof(PathSync), Tag = 2)]
 internal abstract partial record PathMessage
 {
-    public static ITypeShape<PathMessage> Shape { get; } = ShapeOf<PathMessage>();
+    public static ITypeShape<PathMessage> Shape { get; } = RendezvousWire.ShapeOf<PathMessage>();
 
-    private static ITypeShape<T> ShapeOf<T>()
-        where T : IShapeable<T> => T.GetTypeShape();
+    public static byte[] Serialize(PathMessage message) => RendezvousWire.ToBytes(message, Shape);
 
-    public static byte[] Serialize(PathMessage message)
-    {
-        PooledBufferWriter buffer = PooledBufferWriter.Rent();
-        try
-        {
-            TypedMessages.Serialize(TypedMessages.DefaultSerializer, buffer, message, Shape);
-            return buffer.WrittenMemory.ToArray();
-        }
-        finally
-        {
-            PooledBufferWriter.Return(buffer);
-        }
-    }
-
-    public static PathMessage Deserialize(ReadOnlyMemory<byte> payload) =>
-        TypedMessages.Deserialize(TypedMessages.DefaultSerializer, payload, Shape)
-        ?? throw new PeerLinkException(PeerLinkError.InvalidMessagePack, "A path message was nil.");
+    public static PathMessage Deserialize(ReadOnlyMemory<byte> payload) => RendezvousWire.FromBytes(payload, Shape);
 }
 
 /// <summary>Where this side can be reached for one punch attempt, and the token that proves a punched connection is this session's.</summary>

@@ -44,8 +44,8 @@ public sealed class RendezvousFaultTests
         }
     }
 
-    [NatLabFact]
-    public async Task WhenTheDirectPathIsCutMidTransferTheDataFallsBackToTheRelayWithNothingLost()
+    /// <summary>A node on the server host, a callee behind router b, and a caller behind router a whose session went direct.</summary>
+    private static async Task<(NatLabFixture Lab, LabConversation Caller)> DirectSessionAsync()
     {
         NatLabFixture lab = await NatLabFixture.UpAsync("port-restricted", "port-restricted");
         try
@@ -54,6 +54,21 @@ public sealed class RendezvousFaultTests
             string callee = (await lab.StartHelperAsync("peer-b", "device-listen", Node, nodeId)).Split(' ')[1];
             LabConversation caller = await lab.StartConversationAsync("peer-a", "device-session", Node, nodeId, callee);
             Assert.StartsWith("DirectTcp", await caller.AskAsync("wait-direct"), StringComparison.Ordinal);
+            return (lab, caller);
+        }
+        catch
+        {
+            await lab.DisposeAsync();
+            throw;
+        }
+    }
+
+    [NatLabFact]
+    public async Task WhenTheDirectPathIsCutMidTransferTheDataFallsBackToTheRelayWithNothingLost()
+    {
+        (NatLabFixture lab, LabConversation caller) = await DirectSessionAsync();
+        try
+        {
 
             Assert.Equal("half", await caller.AskAsync("send-pause 4000"));
             // Router a now drops everything between the two devices: a black hole, no reset; the node stays reachable.
@@ -74,13 +89,9 @@ public sealed class RendezvousFaultTests
     [NatLabFact]
     public async Task WhenADeviceVanishesThePeerGetsAClearErrorWithinThePathKeepAlive()
     {
-        NatLabFixture lab = await NatLabFixture.UpAsync("port-restricted", "port-restricted");
+        (NatLabFixture lab, LabConversation caller) = await DirectSessionAsync();
         try
         {
-            string nodeId = (await lab.StartHelperAsync("server", "rendezvous", Node, "3478")).Split(' ')[1];
-            string callee = (await lab.StartHelperAsync("peer-b", "device-listen", Node, nodeId)).Split(' ')[1];
-            LabConversation caller = await lab.StartConversationAsync("peer-a", "device-session", Node, nodeId, callee);
-            Assert.StartsWith("DirectTcp", await caller.AskAsync("wait-direct"), StringComparison.Ordinal);
 
             // Device b loses power: router b forwards nothing any more, and nothing says goodbye.
             (int exit, _, string error) = await lab.ExecAsync("nat-b", "nft", "insert rule ip natlab forward drop");
