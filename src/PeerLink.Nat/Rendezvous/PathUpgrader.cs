@@ -61,7 +61,7 @@ internal sealed class PathUpgrader
     {
         SetPath(SessionPathKind.Relayed, $"relayed through rendezvous node {_rendezvous}: looking for a direct path");
         _session.SetPathSignalHandler(OnSignal);
-        _connection.PathChanged += OnSendPathChanged;
+        _connection.PathDied += OnPathDied;
         NetworkChange.NetworkAddressChanged += OnNetworkChanged;
         _ = _session.Completion.ContinueWith(static (_, state) => ((PathUpgrader)state!).Stop(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         _ = Task.Run(ReceiveLoopAsync);
@@ -74,7 +74,7 @@ internal sealed class PathUpgrader
     private void Stop()
     {
         NetworkChange.NetworkAddressChanged -= OnNetworkChanged;
-        _connection.PathChanged -= OnSendPathChanged;
+        _connection.PathDied -= OnPathDied;
         _inbox.Writer.TryComplete();
         lock (_gate)
         {
@@ -108,10 +108,13 @@ internal sealed class PathUpgrader
         }
     }
 
-    /// <summary>The connection moved this side's data to another path: after a direct path died, say so and try again.</summary>
-    private void OnSendPathChanged(string kind)
+    /// <summary>
+    /// The direct path died (whether or not this side's data had moved onto it yet): the data is back on the relay; say
+    /// so and try again.
+    /// </summary>
+    private void OnPathDied(string kind)
     {
-        if (kind != "relayed" || !_direct)
+        if (kind != "direct-tcp" || !_direct)
         {
             return;
         }
@@ -293,10 +296,28 @@ internal sealed class PathUpgrader
 
             _failedInARow++;
             Record(number, PathAttemptOutcome.NoConnection, result.Detail);
-            string nat = theirs.Observed is null ? "the peer learned no public address" : $"the peer is seen at {theirs.Observed}";
+            string nat = $"{Describe("the peer", theirs.Observed, candidates)}; {Describe("this device", preparation.Observed?.ToString(), preparation.Candidates)}";
             SetPath(SessionPathKind.Relayed, $"relayed through rendezvous node {_rendezvous}: {_failedInARow} punch attempt(s) failed ({result.Detail}; {nat}); "
                 + (_failedInARow >= QuickAttempts ? $"next try in {_options.DirectRetryInterval.TotalSeconds} s" : "trying again"));
         }
+    }
+
+    /// <summary>
+    /// What a side's candidates say about its NAT, in words a user can act on: a public port other than the one the
+    /// device bound means the NAT chose a new port, as a symmetric NAT does for every destination (port-preserving NATs
+    /// keep it). A hint, not a classification: RFC 5780 discovery over UDP gives that.
+    /// </summary>
+    private static string Describe(string who, string? observed, IReadOnlyList<IPEndPoint> candidates)
+    {
+        if (observed is null || !IPEndPoint.TryParse(observed, out IPEndPoint? reflexive))
+        {
+            return $"{who} learned no public address";
+        }
+
+        int local = candidates.FirstOrDefault(c => !c.Equals(reflexive))?.Port ?? reflexive.Port;
+        return reflexive.Port == local || candidates.All(c => c.Equals(reflexive))
+            ? $"{who} is seen at {reflexive}"
+            : $"{who} is seen at {reflexive}, not at its own port {local}: its NAT picks new ports, perhaps for every destination (symmetric)";
     }
 
     private void Send(PathMessage message)

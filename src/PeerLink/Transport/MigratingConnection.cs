@@ -101,6 +101,9 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
     /// <summary>Raised when the path that carries this side's data changes (new path, fallback); the argument is its kind.</summary>
     public event Action<string>? PathChanged;
 
+    /// <summary>Raised when a path dies and others remain (the data moves to one of them); the argument is its kind.</summary>
+    public event Action<string>? PathDied;
+
     /// <summary>Raised when <see cref="PathInfo"/> changes.</summary>
     public event Action<Sessions.SessionPath>? PathInfoChanged;
 
@@ -890,6 +893,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
 
         SignalReceive();
         WakeSender();
+        PathDied?.Invoke(path.Kind);
     }
 
     private void Fail(Exception error)

@@ -81,6 +81,11 @@ public sealed class RendezvousTests : PeerIdentities
                 direct.TrySetResult(path);
             }
         };
+        if (toBob.Path.Kind == SessionPathKind.DirectTcp)
+        {
+            direct.TrySetResult(toBob.Path);   // it moved before the handler was attached
+        }
+
         SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
 
         // Messages flow the whole time: before, during and after the move.
@@ -121,7 +126,10 @@ public sealed class RendezvousTests : PeerIdentities
         var paths = System.Threading.Channels.Channel.CreateUnbounded<SessionPath>();
         toBob.PathChanged += (_, path) => paths.Writer.TryWrite(path);
         SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
-        await NextPathAsync(SessionPathKind.DirectTcp);
+        if (toBob.Path.Kind != SessionPathKind.DirectTcp)
+        {
+            await NextPathAsync(SessionPathKind.DirectTcp);   // (unless it moved before the handler was attached)
+        }
 
         ((MigratingConnection)toBob.Connection).DropPath("direct-tcp");   // the direct connection breaks
         await toBob.SendAsync(new byte[] { 42 });
@@ -255,6 +263,60 @@ public sealed class RendezvousTests : PeerIdentities
                 .UseMdnsDiscovery(o => o.StartDiscovery = (_, _) => net.Node(address, "host-" + address.Replace('.', '-'), seed: address.GetHashCode()))
                 .UseRendezvous(rendezvous, Relay.PeerId, o => o.PunchAddresses = [IPAddress.Loopback])
                 .StartAsync();
+    }
+
+    [Fact]
+    public async Task ABusyRelayedPairDoesNotStarveAQuietOne()
+    {
+        await using RendezvousServer server = await StartServerAsync();
+        using PeerIdentity carol = PeerIdentity.Generate();
+        await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
+        await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
+        await using PeerNode mallory = await StartRelayOnlyDeviceAsync(Mallory, server);
+        await using PeerNode carolNode = await StartRelayOnlyDeviceAsync(carol, server);
+        SecureSession busy = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession busyEnd = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        SecureSession quiet = await mallory.ConnectAsync(carol.PeerId).WaitAsync(Limit);
+        SecureSession quietEnd = (await carolNode.AcceptAsync().AsTask().WaitAsync(Limit))!;
+
+        using var done = new CancellationTokenSource();
+        long streamed = 0;
+        Task streaming = Task.Run(async () =>
+        {
+            byte[] block = new byte[16 * 1024];
+            while (!done.IsCancellationRequested)
+            {
+                await busy.SendAsync(block);
+                Interlocked.Increment(ref streamed);
+            }
+        });
+        Task draining = Task.Run(async () =>
+        {
+            while (await busyEnd.ReceiveAsync() is not null)
+            {
+            }
+        });
+        Task answering = Task.Run(async () =>
+        {
+            while (await quietEnd.ReceiveAsync() is { } request)
+            {
+                await quietEnd.RespondAsync(request, request.Payload);
+            }
+        });
+
+        // The quiet pair's round trips all complete while the busy pair saturates the node.
+        long before = Interlocked.Read(ref streamed);
+        for (int i = 0; i < 100; i++)
+        {
+            byte[] answer = await quiet.RequestAsync(BitConverter.GetBytes(i)).WaitAsync(Limit);
+            Assert.Equal(i, BitConverter.ToInt32(answer));
+        }
+
+        long during = Interlocked.Read(ref streamed) - before;
+        await done.CancelAsync();
+        await streaming.WaitAsync(Limit);
+
+        Assert.True(during > 0, "the busy pair moved nothing meanwhile: the test did not load the node");
     }
 
     [Fact]

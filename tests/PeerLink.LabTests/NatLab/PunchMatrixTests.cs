@@ -59,6 +59,8 @@ public sealed class PunchMatrixTests(ITestOutputHelper output)
                 Assert.True(root.GetProperty("kind").GetString() == "Relayed", description);
                 Assert.Contains("3 punch attempt(s) failed", description, StringComparison.Ordinal);
                 Assert.Contains("no TCP connection formed", description, StringComparison.Ordinal);
+                Assert.Contains("the peer is seen at 203.0.113.102:", description, StringComparison.Ordinal);   // peer b is symmetric in both pairs
+                Assert.Contains("(symmetric)", description, StringComparison.Ordinal);
             }
         }
         finally
