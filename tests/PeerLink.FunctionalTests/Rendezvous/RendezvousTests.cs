@@ -48,8 +48,7 @@ public sealed class RendezvousTests : PeerIdentities
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
 
-        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
-        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        (SecureSession toBob, SecureSession fromAlice) = await ConnectAsync(alice, bob, Bob.PeerId);
         await toBob.SendAsync("switch the hall light on"u8.ToArray());
         PeerMessage? request = await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);
         await fromAlice.SendAsync("done"u8.ToArray());
@@ -162,8 +161,7 @@ public sealed class RendezvousTests : PeerIdentities
         await using RendezvousServer server = await StartServerAsync();
         await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
         await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
-        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
-        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        (SecureSession toBob, SecureSession fromAlice) = await ConnectAsync(alice, bob, Bob.PeerId);
 
         byte[] block = RandomNumberGenerator.GetBytes(16 * 1024);
         const int Count = 256;   // 4 MiB each way
@@ -200,8 +198,7 @@ public sealed class RendezvousTests : PeerIdentities
         await using RendezvousServer server = await StartServerAsync();
         await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
         await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
-        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
-        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        (SecureSession toBob, SecureSession fromAlice) = await ConnectAsync(alice, bob, Bob.PeerId);
         Task echo = Task.Run(async () =>
         {
             while (await fromAlice.ReceiveAsync() is { } message)
@@ -249,8 +246,7 @@ public sealed class RendezvousTests : PeerIdentities
         await using PeerNode bob = await LanDeviceAsync(Bob, "127.0.0.2");
         await bob.GetDiscovery().WaitForPeerAsync(alice.PeerId).WaitAsync(Limit);
 
-        SecureSession toAlice = await bob.ConnectAsync(alice.PeerId).WaitAsync(Limit);
-        SecureSession fromBob = (await alice.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        (SecureSession toAlice, SecureSession fromBob) = await ConnectAsync(bob, alice, alice.PeerId);
         await toAlice.SendAsync(new byte[] { 5 });
 
         Assert.Equal(new byte[] { 5 }, (await fromBob.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
@@ -274,10 +270,8 @@ public sealed class RendezvousTests : PeerIdentities
         await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
         await using PeerNode mallory = await StartRelayOnlyDeviceAsync(Mallory, server);
         await using PeerNode carolNode = await StartRelayOnlyDeviceAsync(carol, server);
-        SecureSession busy = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
-        SecureSession busyEnd = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
-        SecureSession quiet = await mallory.ConnectAsync(carol.PeerId).WaitAsync(Limit);
-        SecureSession quietEnd = (await carolNode.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        (SecureSession busy, SecureSession busyEnd) = await ConnectAsync(alice, bob, Bob.PeerId);
+        (SecureSession quiet, SecureSession quietEnd) = await ConnectAsync(mallory, carolNode, carol.PeerId);
 
         using var done = new CancellationTokenSource();
         long streamed = 0;
@@ -387,8 +381,7 @@ public sealed class RendezvousTests : PeerIdentities
         await using RendezvousServer server = await StartServerAsync(o => o.MaxRelayBytes = 256 * 1024);
         await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
         await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
-        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
-        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        (SecureSession toBob, SecureSession fromAlice) = await ConnectAsync(alice, bob, Bob.PeerId);
 
         Task reading = Task.Run(async () =>
         {
@@ -425,8 +418,7 @@ public sealed class RendezvousTests : PeerIdentities
         });
         await using PeerNode alice = await StartRelayOnlyDeviceAsync(Alice, server);
         await using PeerNode bob = await StartRelayOnlyDeviceAsync(Bob, server);
-        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
-        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        (SecureSession toBob, SecureSession fromAlice) = await ConnectAsync(alice, bob, Bob.PeerId);
         await toBob.SendAsync(new byte[] { 1 });
         await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);   // the relay is joined and carrying
 
@@ -556,14 +548,20 @@ public sealed class RendezvousTests : PeerIdentities
         await using RendezvousServer server = await StartServerAsync();
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
         PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
-        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
-        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        (SecureSession toBob, SecureSession fromAlice) = await ConnectAsync(alice, bob, Bob.PeerId);
 
         fromAlice.Abort();   // the device goes away without a CLOSE
         await bob.DisposeAsync();
         var end = await Assert.ThrowsAsync<PeerLinkException>(() => toBob.Completion.WaitAsync(Limit));
 
         Assert.True(end.Error is PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted, end.Error.ToString());
+    }
+
+    /// <summary>A session from <paramref name="caller"/> to <paramref name="callee"/> by PeerId, and the callee's end of it.</summary>
+    private static async Task<(SecureSession Caller, SecureSession Callee)> ConnectAsync(PeerNode caller, PeerNode callee, PeerId calleeId)
+    {
+        SecureSession session = await caller.ConnectAsync(calleeId).WaitAsync(Limit);
+        return (session, (await callee.AcceptAsync().AsTask().WaitAsync(Limit))!);
     }
 
     private Task<RendezvousServer> StartServerAsync(Action<RendezvousServerOptions>? configure = null)
