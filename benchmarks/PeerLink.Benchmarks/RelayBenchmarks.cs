@@ -121,16 +121,5 @@ public class RelayThroughputBenchmarks
         await done.WaitAsync();
     }
 
-    private static Task CountAsync(SecureSession accepted, SemaphoreSlim done) => Task.Run(async () =>
-    {
-        int count = 0;
-        while (await accepted.ReceiveAsync() is not null)
-        {
-            if (++count == Messages)
-            {
-                count = 0;
-                done.Release();
-            }
-        }
-    });
+    private static Task CountAsync(SecureSession accepted, SemaphoreSlim done) => SessionThroughputBenchmarks.CountAsync(accepted, done, Messages);
 }

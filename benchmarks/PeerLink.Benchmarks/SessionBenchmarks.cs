@@ -148,12 +148,13 @@ public class SessionThroughputBenchmarks
         await _peerLinkAesGcmDone.WaitAsync();
     }
 
-    private static Task CountAsync(SecureSession accepted, SemaphoreSlim done) => Task.Run(async () =>
+    /// <summary>Receives until the session ends and signals once per <paramref name="batch"/> messages (the relay benchmarks use it too).</summary>
+    internal static Task CountAsync(SecureSession accepted, SemaphoreSlim done, int batch = Messages) => Task.Run(async () =>
     {
         int count = 0;
         while (await accepted.ReceiveAsync() is not null)
         {
-            if (++count == Messages)
+            if (++count == batch)
             {
                 count = 0;
                 done.Release();

@@ -31,7 +31,6 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
 
     private const int ChunkSize = 32 * 1024;
     private const int AckEvery = 64 * 1024;
-    private const int MaxFreeChunks = 64;   // 2 MiB: what a busy path keeps in flight
     private const int HeaderLength = 1 + 8;    // type and offset, or type and 4-byte length (DATA) padded to the same parse
 
     private static long s_next;
@@ -272,7 +271,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
 
     /// <summary>
     /// A chunk for the kept bytes. A window holds up to 128 of them at once, more than the shared ArrayPool keeps per core,
-    /// so this connection keeps its own (<see cref="MaxFreeChunks"/> at most) and gives them back after a quiet keepalive.
+    /// so this connection keeps its own (no more than can be out at once) and gives them back after a quiet keepalive.
     /// </summary>
     private byte[] RentChunk()
     {
@@ -291,7 +290,9 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
     private void ReturnChunk(byte[] chunk)
     {
         // Called under _gate.
-        if (_freeChunks.Count < MaxFreeChunks)
+        // As many as can be out at once: the pool does not raise the peak (those chunks exist while in flight anyway),
+        // it only spares the GC their churn; a quiet keepalive gives them all back.
+        if (_freeChunks.Count < _window / ChunkSize)
         {
             _freeChunks.Push(chunk);
         }
