@@ -145,9 +145,12 @@ public sealed class SecureSession : IAsyncDisposable
     /// The path to the peer now (direct, relayed through a rendezvous node, or a direct TCP path that replaced the relay)
     /// and why, with the attempts to go direct.
     /// </summary>
-    public SessionPath Path => _connection is MigratingConnection migrating
-        ? migrating.PathInfo
-        : new SessionPath(SessionPathKind.Direct, $"direct: {RemoteEndPoint?.ToString() ?? "a connection without an address"}", []);
+    public SessionPath Path => _connection switch
+    {
+        MigratingConnection migrating => migrating.PathInfo,
+        Transport.Datagrams.DatagramConnection => new SessionPath(SessionPathKind.DirectUdp, $"direct-udp: {RemoteEndPoint}", []),
+        _ => new SessionPath(SessionPathKind.Direct, $"direct: {RemoteEndPoint?.ToString() ?? "a connection without an address"}", []),
+    };
 
     /// <summary>Raised, on a background thread, when <see cref="Path"/> changes.</summary>
     public event EventHandler<SessionPath>? PathChanged;
@@ -208,7 +211,17 @@ public sealed class SecureSession : IAsyncDisposable
         HandshakeOutcome outcome = initiator
             ? await SessionHandshake.InitiateAsync(connection, options, expectedPeer, scope, cancellationToken).ConfigureAwait(false)
             : await SessionHandshake.RespondAsync(connection, options, scope, cancellationToken).ConfigureAwait(false);
-        var session = new SecureSession(connection, outcome.Transport, outcome.Protocol, outcome.RemoteId, outcome.Remote, initiator, outcome.HandshakeHash, options, scope.Logger);
+        return await FinishEstablishAsync(connection, outcome.Transport, outcome, initiator, options, scope, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Builds the session from a completed handshake and exchanges ACCEPT (or sends CLOSE(refused)). Over a transport
+    /// that protects its own datagrams, <paramref name="records"/> holds two cipher states without keys, and the records
+    /// travel as plaintext inside the transport's encryption.
+    /// </summary>
+    internal static async Task<SecureSession> FinishEstablishAsync(PeerConnection connection, NoiseTransport records, HandshakeOutcome outcome, bool initiator, SecureSessionOptions options, HandshakeScope scope, CancellationToken cancellationToken)
+    {
+        var session = new SecureSession(connection, records, outcome.Protocol, outcome.RemoteId, outcome.Remote, initiator, outcome.HandshakeHash, options, scope.Logger);
         if (outcome.Refused)
         {
             // The refused peer learns only "refused", inside the encrypted channel; the connection ends gracefully, so

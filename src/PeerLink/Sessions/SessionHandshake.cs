@@ -203,7 +203,7 @@ internal static class SessionHandshake
     };
 
 
-    private static async ValueTask<bool> IsAllowedAsync(SecureSessionOptions options, PeerId peer, ILogger logger, CancellationToken cancellationToken)
+    internal static async ValueTask<bool> IsAllowedAsync(SecureSessionOptions options, PeerId peer, ILogger logger, CancellationToken cancellationToken)
     {
         if (options.AllowedPeers is { } allowed && !allowed.Contains(peer))
         {
@@ -235,7 +235,7 @@ internal static class SessionHandshake
         return prologue;
     }
 
-    private static PooledBufferWriter Hello(SecureSessionOptions options)
+    internal static PooledBufferWriter Hello(SecureSessionOptions options)
     {
         PooledBufferWriter writer = PooledBufferWriter.Rent();
         new SessionHello(SessionWire.Version, options.ApplicationId, options.MaxMessageSize, SessionWire.HasAesHardware).WriteTo(writer);

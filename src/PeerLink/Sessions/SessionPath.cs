@@ -14,6 +14,9 @@ public enum SessionPathKind
 
     /// <summary>A direct TCP connection that replaced the relay (a punched hole, or a reachable address).</summary>
     DirectTcp = 2,
+
+    /// <summary>Encrypted datagrams straight to the peer's UDP address (a UDP session, or a punched UDP hole).</summary>
+    DirectUdp = 3,
 }
 
 /// <summary>How one attempt to move a session to a direct path ended, in the manner of libp2p's hole-punching measurements.</summary>

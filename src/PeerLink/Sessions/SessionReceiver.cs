@@ -211,7 +211,7 @@ internal sealed class SessionReceiver
 
                         consumed = buffer.Start;
                         plaintextUsed = Math.Max(plaintextUsed, length);
-                        if (ProcessRecords(plaintext.AsSpan(0, length)))
+                        if (ProcessRecords(plaintext.AsSpan(0, length)) && _cipher.HasKey)
                         {
                             _cipher.Rekey();
                             Rekeys++;
@@ -313,9 +313,9 @@ internal sealed class SessionReceiver
         }
     }
 
-    private static bool TryReadMessage(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> ciphertext)
+    private bool TryReadMessage(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> ciphertext)
     {
-        if (buffer.Length >= NoiseFrame.PrefixSize && NoiseFrame.PeekLength(buffer) < NoiseCipherState.TagSize)
+        if (_cipher.HasKey && buffer.Length >= NoiseFrame.PrefixSize && NoiseFrame.PeekLength(buffer) < NoiseCipherState.TagSize)
         {
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"A transport message of {NoiseFrame.PeekLength(buffer)} bytes is shorter than its authentication tag.");
         }

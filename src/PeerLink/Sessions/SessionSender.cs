@@ -485,9 +485,12 @@ internal sealed class SessionSender
     /// <summary>Encrypts one batch as a Noise transport message into the pipe, rekeying first when a budget ran out.</summary>
     private void WriteMessage(byte[] batch, int length)
     {
-        bool rekey = ++_messagesSinceRekey >= _options.RekeyAfterMessages
+        // Over a transport that protects every datagram itself (UDP), the records travel as length-prefixed plaintext
+        // and the transport rekeys; over a stream, each batch is one Noise message.
+        bool keyed = _cipher.HasKey;
+        bool rekey = keyed && (++_messagesSinceRekey >= _options.RekeyAfterMessages
             || (_bytesSinceRekey += length) >= _options.RekeyAfterBytes
-            || _time.GetElapsedTime(_keyCreatedAt) >= _options.RekeyInterval;
+            || _time.GetElapsedTime(_keyCreatedAt) >= _options.RekeyInterval);
         if (rekey)
         {
             // The REKEY record ends this message; the batch always keeps room for it.
@@ -496,7 +499,7 @@ internal sealed class SessionSender
             length += SessionWire.RecordHeaderSize;
         }
 
-        int ciphertextLength = length + NoiseCipherState.TagSize;
+        int ciphertextLength = length + (keyed ? NoiseCipherState.TagSize : 0);
         _cipher.EncryptWithAd(default, batch.AsSpan(0, length), NoiseFrame.Begin(_output, ciphertextLength));
         NoiseFrame.Commit(_output, ciphertextLength);
         if (rekey)

@@ -138,6 +138,61 @@ public sealed class NoiseCipherState : IDisposable
         }
     }
 
+    /// <summary>
+    /// Datagrams carry their nonce (docs/protocol.md, datagram transport): encrypts with an explicit
+    /// <paramref name="nonce"/> and leaves this state's own counter alone. The caller guarantees each nonce is used once.
+    /// </summary>
+    internal void EncryptWithNonce(ulong nonce, ReadOnlySpan<byte> associatedData, ReadOnlySpan<byte> plaintext, Span<byte> ciphertext)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        NoiseCipher cipher = _cipher ?? throw new InvalidOperationException("The cipher state has no key.");
+        if (nonce == ulong.MaxValue)
+        {
+            ThrowHelper.ThrowPeerLink(PeerLinkError.NonceExhausted, "The datagram counter has used every nonce.");
+        }
+
+        cipher.Encrypt(nonce, associatedData, plaintext, ciphertext);
+    }
+
+    /// <summary>Decrypts a datagram with its explicit <paramref name="nonce"/>; false when it fails authentication.</summary>
+    internal bool TryDecryptWithNonce(ulong nonce, ReadOnlySpan<byte> associatedData, ReadOnlySpan<byte> ciphertext, Span<byte> plaintext)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        NoiseCipher? cipher = _cipher;
+        if (cipher is null || ciphertext.Length < TagSize || nonce == ulong.MaxValue)
+        {
+            return false;
+        }
+
+        if (!cipher.TryDecrypt(nonce, associatedData, ciphertext, plaintext))
+        {
+            CryptographicOperations.ZeroMemory(plaintext[..(ciphertext.Length - TagSize)]);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>A new cipher state holding REKEY(k) (§11.3), this one unchanged: the next key phase of a datagram session.</summary>
+    internal NoiseCipherState CreateNext()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        NoiseCipher cipher = _cipher ?? throw new InvalidOperationException("Rekey needs a cipher state that has a key.");
+        Span<byte> buffer = stackalloc byte[NoiseCipher.KeySize + TagSize];
+        try
+        {
+            buffer.Clear();
+            cipher.Encrypt(ulong.MaxValue, default, buffer[..NoiseCipher.KeySize], buffer);
+            var next = new NoiseCipherState(_kind);
+            next.InitializeKey(buffer[..NoiseCipher.KeySize]);
+            return next;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(buffer);
+        }
+    }
+
     /// <summary>Erases the key. Later calls throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {

@@ -1,0 +1,1334 @@
+// Reliable, ordered bytes over sealed datagrams (docs/protocol.md §11.5), so that the session's record layer runs over
+// UDP unchanged. The design follows QUIC's loss recovery (RFC 9002) on one stream:
+// - every transport datagram's counter is its packet number; the receiver acknowledges packet numbers in ranges (ACK
+//   frames with up to 16 ranges, highest first), so one ACK reports many holes;
+// - a packet is lost when three later packets were acknowledged (fast retransmit) or when it is 9/8 of the RTT older
+//   than an acknowledged one; its stream bytes are sent again in a new packet;
+// - the retransmission timeout follows RFC 6298 (SRTT, RTTVAR, RTO = SRTT + 4·RTTVAR, at least 200 ms, doubled on each
+//   expiry); an expiry resends the oldest packet;
+// - congestion control is NewReno (RFC 9002 §7, RFC 6582): slow start, congestion avoidance, one window reduction per
+//   round trip of losses, the minimum window after a timeout; sends are paced (RFC 9002 §7.7);
+// - flow control: the receiver announces how far the sender may send (MAX_DATA), and moves the limit only as the session
+//   reads, so memory stays bounded at both ends.
+using System;
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.Extensions.Logging;
+
+namespace PeerLink.Transport.Datagrams;
+
+/// <summary>Sends datagrams for a connection; a network error loses the datagram, which recovery handles.</summary>
+internal interface IDatagramSender
+{
+    void Send(ReadOnlySpan<byte> datagram, SocketAddress remote);
+}
+
+/// <summary>Settings of the delivery layer (protocol constants and <see cref="UdpTransportOptions"/>).</summary>
+internal sealed record DatagramConnectionSettings
+{
+    public int MaxPayload { get; init; } = DatagramWire.BasePayloadSize;
+
+    public int SendBufferBytes { get; init; } = 1 << 20;
+
+    public int ReceiveWindowBytes { get; init; } = 1 << 20;
+
+    public TimeSpan DeliveryTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    public TimeSpan MaxAckDelay { get; init; } = TimeSpan.FromMilliseconds(5);
+
+    public TimeSpan MinRto { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+}
+
+/// <summary>
+/// One session's byte stream over UDP. The session writes to <see cref="PeerConnection.Transport"/>'s output; a pump moves
+/// the bytes into the send buffer, from which packets are built as the congestion and flow windows allow. Datagrams that
+/// arrive are handed in by the socket's receive loop (<see cref="OnDatagram"/>). One lock guards the state.
+/// </summary>
+internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
+{
+    // Frame types inside a transport datagram's plaintext.
+    internal const byte FramePadding = 0x00;
+    internal const byte FramePing = 0x01;
+    internal const byte FrameAck = 0x02;
+    internal const byte FrameStream = 0x03;
+    internal const byte FrameMaxData = 0x04;
+    internal const byte FrameReset = 0x05;
+    private const byte StreamFin = 0x01;
+
+    /// <summary>How far a sender may send before the receiver's first MAX_DATA.</summary>
+    internal const int InitialWindow = 256 * 1024;
+
+    private const int StreamHeaderSize = 12;        // type flags offset:u64 length:u16
+    private const int MaxAckRanges = 16;
+    private const int AckRangeSize = 12;            // end:u64 length:u32
+    private const int PacketThreshold = 3;
+    private const int ChunkSize = 64 * 1024;
+    private static readonly TimeSpan MaxRto = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan InitialRto = TimeSpan.FromSeconds(1);
+
+    private readonly object _gate = new();
+    private readonly DatagramKeys _keys;
+    private readonly IDatagramSender _sender;
+    private readonly DatagramConnectionSettings _settings;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Action<DatagramConnection> _onReleased;
+    private readonly Pipe _outgoing;     // session → us
+    private readonly Pipe _incoming;     // us → session
+    private readonly CancellationTokenSource _closed = new();
+    private readonly ITimer _timer;
+    private readonly byte[] _packet = new byte[DatagramWire.MaxDatagramSize];
+    private readonly byte[] _plaintext = new byte[DatagramWire.MaxDatagramSize];
+    private SocketAddress _remote;
+    private Task _pump = Task.CompletedTask;
+
+    // Send side: buffered stream bytes [_sendBase, _sendEnd) in chunks; [_sendBase, _ackedPrefix) is acknowledged.
+    private readonly List<byte[]> _chunks = new();
+    private long _chunkBase;
+    private long _sendEnd;
+    private long _nextNew;
+    private long _ackedPrefix;
+    private long _finOffset = -1;
+    private bool _finSent;
+    private bool _finAcked;
+    private readonly RangeSet _ackedStream = new();
+    private readonly RangeSet _lostStream = new();
+    private long _peerLimit = InitialWindow;
+    private TaskCompletionSource? _sendSpace;
+    private readonly TaskCompletionSource _sendDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // Sent packets, in packet number order (a ring).
+    private SentPacket[] _sent = new SentPacket[64];
+    private int _sentHead;
+    private int _sentCount;
+    private long _bytesInFlight;
+    private long _largestAcked = -1;
+    private long _lastAckElicitingSentAt;
+    private long _lastProgressAt;
+
+    // Congestion control (NewReno) and RTT.
+    private long _cwnd;
+    private long _ssthresh = long.MaxValue;
+    private long _recoveryStart = long.MinValue;
+    private TimeSpan _srtt;
+    private TimeSpan _rttVar;
+    private TimeSpan _latestRtt;
+    private bool _hasRtt;
+    private int _rtoBackoff;
+    private int _probesAllowed;
+    private long _pacingBudgetBytes;
+    private long _pacingAt;
+
+    // Receive side.
+    private readonly RangeSet _received = new();
+    private long _largestReceived = -1;
+    private long _largestReceivedAt;
+    private int _ackElicitingUnacked;
+    private long _firstUnackedAt;
+    private bool _ackNow;
+    private readonly SortedList<long, (byte[] Buffer, int Length)> _segments = new();
+    private long _segmentBytes;
+    private long _delivered;
+    private long _advertisedLimit;
+    private bool _limitDirty = true;
+    private long _peerFin = -1;
+    private bool _peerFinDelivered;
+    private bool _flushPending;
+
+    // Lifetime.
+    private byte[]? _handshakeTail;      // XX message 3: resent until the peer's first authenticated datagram
+    private bool _failed;
+    private bool _released;
+    private long _timerDueAt = long.MaxValue;
+    private long _lingerUntil = long.MaxValue;
+    private int _disposed;
+
+    public DatagramConnection(DatagramKeys keys, uint localIndex, uint remoteIndex, SocketAddress remote, IDatagramSender sender,
+        DatagramConnectionSettings settings, string connectionId, EndPoint? localEndPoint, ILogger logger, Action<DatagramConnection> onReleased)
+    {
+        _keys = keys;
+        LocalIndex = localIndex;
+        RemoteIndex = remoteIndex;
+        _remote = remote;
+        _sender = sender;
+        _settings = settings;
+        _time = settings.Time;
+        _logger = logger;
+        _onReleased = onReleased;
+        ConnectionId = connectionId;
+        LocalEndPoint = localEndPoint;
+        _outgoing = new Pipe(new PipeOptions(pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, useSynchronizationContext: false));
+        _incoming = new Pipe(new PipeOptions(pauseWriterThreshold: settings.ReceiveWindowBytes, resumeWriterThreshold: settings.ReceiveWindowBytes / 2, useSynchronizationContext: false));
+        _cwnd = Math.Min(10L * settings.MaxPayload, Math.Max(14720, 2L * settings.MaxPayload));
+        _advertisedLimit = settings.ReceiveWindowBytes;
+        _lastProgressAt = _time.GetTimestamp();
+        _timer = _time.CreateTimer(static s => ((DatagramConnection)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    public uint LocalIndex { get; }
+
+    public uint RemoteIndex { get; }
+
+    public override string ConnectionId { get; }
+
+    public override IDuplexPipe Transport => this;
+
+    public PipeReader Input => _incoming.Reader;
+
+    public PipeWriter Output => _outgoing.Writer;
+
+    public override EndPoint? LocalEndPoint { get; }
+
+    public override EndPoint? RemoteEndPoint
+    {
+        get
+        {
+            lock (_gate)
+            {
+                try
+                {
+                    return new IPEndPoint(_remote.Family == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0).Create(_remote);
+                }
+                catch (ArgumentException)
+                {
+                    return null;
+                }
+            }
+        }
+    }
+
+    public override CancellationToken ConnectionClosed => _closed.Token;
+
+    /// <summary>Packets declared lost and resent (for tests and diagnostics).</summary>
+    public long Retransmissions { get; private set; }
+
+    /// <summary>Retransmission timeouts that expired (for tests and diagnostics).</summary>
+    public long Timeouts { get; private set; }
+
+    /// <summary>The smoothed round trip, once measured.</summary>
+    public TimeSpan SmoothedRtt
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _srtt;
+            }
+        }
+    }
+
+    /// <summary>The congestion window in bytes.</summary>
+    public long CongestionWindow
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _cwnd;
+            }
+        }
+    }
+
+    /// <summary>Datagrams that did not open (replays, forgeries, stale key phases).</summary>
+    public long RejectedDatagrams => Interlocked.Read(ref _rejected);
+
+    private long _rejected;
+
+    /// <summary>The keys, for tests of key updates.</summary>
+    internal DatagramKeys Keys => _keys;
+
+    /// <summary>XX: keeps <paramref name="datagram"/> (message 3) to resend until the peer's first authenticated datagram.</summary>
+    public void SetHandshakeTail(byte[] datagram)
+    {
+        lock (_gate)
+        {
+            _handshakeTail = datagram;
+            ArmTimerLocked(_time.GetTimestamp() + ToTicks(CurrentRto()));
+        }
+    }
+
+    /// <summary>Starts the pump that takes what the session writes.</summary>
+    public void Start() => _pump = PumpAsync();
+
+    /// <summary>A transport datagram for this connection, from the socket's receive loop.</summary>
+    public void OnDatagram(ReadOnlySpan<byte> datagram, SocketAddress from)
+    {
+        lock (_gate)
+        {
+            if (_released)
+            {
+                return;
+            }
+
+            bool opened;
+            ulong counter;
+            int length;
+            try
+            {
+                opened = _keys.TryOpen(datagram, _plaintext, out counter, out length);
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+
+            if (!opened)
+            {
+                _rejected++;
+                return;
+            }
+
+            _handshakeTail = null;
+            try
+            {
+                ProcessLocked(_plaintext.AsSpan(0, length), (long)counter);
+            }
+            catch (PeerLinkException e)
+            {
+                FailLocked(e, sendReset: true);
+                return;
+            }
+
+            if (!_failed)
+            {
+                TrySendLocked();
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- receive
+
+    private void ProcessLocked(ReadOnlySpan<byte> payload, long number)
+    {
+        long now = _time.GetTimestamp();
+        bool ackEliciting = false;
+        while (!payload.IsEmpty)
+        {
+            byte type = payload[0];
+            switch (type)
+            {
+                case FramePadding:
+                    payload = default;
+                    break;
+                case FramePing:
+                    ackEliciting = true;
+                    payload = payload[1..];
+                    break;
+                case FrameAck:
+                    payload = OnAck(payload, now);
+                    break;
+                case FrameStream:
+                    ackEliciting = true;
+                    payload = OnStream(payload);
+                    break;
+                case FrameMaxData:
+                    ackEliciting = true;
+                    Need(payload, 9);
+                    _peerLimit = Math.Max(_peerLimit, (long)BinaryPrimitives.ReadUInt64BigEndian(payload[1..]));
+                    payload = payload[9..];
+                    break;
+                case FrameReset:
+                    Need(payload, 2);
+                    FailLocked(new PeerLinkException(PeerLinkError.ConnectionReset, "The peer reset the connection."), sendReset: false);
+                    return;
+                default:
+                    throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"Unknown datagram frame type 0x{type:x2}.");
+            }
+        }
+
+        bool inOrder = number == _largestReceived + 1;
+        _received.Add(number, number + 1);
+        _received.KeepHighest(MaxAckRanges * 2);
+        if (number > _largestReceived)
+        {
+            _largestReceived = number;
+            _largestReceivedAt = now;
+        }
+
+        if (ackEliciting)
+        {
+            if (_ackElicitingUnacked++ == 0)
+            {
+                _firstUnackedAt = now;
+            }
+
+            // Acknowledge every second packet at once, and at once whenever something is missing (RFC 9000 §13.2.1).
+            if (_ackElicitingUnacked >= 2 || !inOrder)
+            {
+                _ackNow = true;
+            }
+            else
+            {
+                ArmTimerLocked(now + ToTicks(_settings.MaxAckDelay));
+            }
+        }
+    }
+
+    private static void Need(ReadOnlySpan<byte> payload, int length)
+    {
+        if (payload.Length < length)
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "A datagram frame is truncated.");
+        }
+    }
+
+    private ReadOnlySpan<byte> OnStream(ReadOnlySpan<byte> payload)
+    {
+        Need(payload, StreamHeaderSize);
+        bool fin = (payload[1] & StreamFin) != 0;
+        long offset = (long)BinaryPrimitives.ReadUInt64BigEndian(payload[2..]);
+        int length = BinaryPrimitives.ReadUInt16BigEndian(payload[10..]);
+        Need(payload, StreamHeaderSize + length);
+        ReadOnlySpan<byte> data = payload.Slice(StreamHeaderSize, length);
+        long end = offset + length;
+        if (offset < 0 || end > _advertisedLimit)
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, $"The peer sent beyond the flow control limit ({end} > {_advertisedLimit}).");
+        }
+
+        if (fin)
+        {
+            if (_peerFin >= 0 && _peerFin != end)
+            {
+                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer moved the end of its stream.");
+            }
+
+            _peerFin = end;
+        }
+
+        if (_peerFin >= 0 && end > _peerFin)
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer sent beyond the end of its stream.");
+        }
+
+        if (end > _delivered && length > 0 && !_segments.ContainsKey(offset))
+        {
+            if (_segmentBytes + length > 2L * _settings.ReceiveWindowBytes)
+            {
+                throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's overlapping segments exceed the receive window.");
+            }
+
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
+            data.CopyTo(buffer);
+            _segments.Add(offset, (buffer, length));
+            _segmentBytes += length;
+        }
+
+        DeliverLocked();
+        return payload[(StreamHeaderSize + length)..];
+    }
+
+    /// <summary>Moves in-order bytes into the session's pipe, unless a flush is still waiting for the session to read.</summary>
+    private void DeliverLocked()
+    {
+        if (_flushPending || _failed)
+        {
+            return;
+        }
+
+        PipeWriter writer = _incoming.Writer;
+        bool wrote = false;
+        while (_segments.Count > 0)
+        {
+            long offset = _segments.Keys[0];
+            if (offset > _delivered)
+            {
+                break;
+            }
+
+            (byte[] buffer, int length) = _segments.Values[0];
+            _segments.RemoveAt(0);
+            _segmentBytes -= length;
+            long skip = _delivered - offset;
+            if (skip < length)
+            {
+                writer.Write(buffer.AsSpan((int)skip, length - (int)skip));
+                _delivered = offset + length;
+                wrote = true;
+            }
+
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        if (wrote)
+        {
+            ValueTask<FlushResult> flush = writer.FlushAsync();
+            if (flush.IsCompletedSuccessfully)
+            {
+                _ = flush.Result;
+                MoveLimitLocked();
+            }
+            else
+            {
+                // The session is behind: hold the limit (the peer stops at it) until it reads.
+                _flushPending = true;
+                _ = AwaitFlushAsync(flush);
+            }
+        }
+
+        if (!_flushPending && _peerFin >= 0 && _delivered == _peerFin && !_peerFinDelivered)
+        {
+            _peerFinDelivered = true;
+            writer.Complete();
+            TransportLog.ConnectionReadFin(_logger, ConnectionId);
+            CheckFinishedLocked();
+        }
+    }
+
+    private async Task AwaitFlushAsync(ValueTask<FlushResult> flush)
+    {
+        try
+        {
+            await flush.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or OperationCanceledException)
+        {
+        }
+
+        lock (_gate)
+        {
+            _flushPending = false;
+            if (_failed)
+            {
+                return;
+            }
+
+            MoveLimitLocked();
+            DeliverLocked();
+            TrySendLocked();
+        }
+    }
+
+    private void MoveLimitLocked()
+    {
+        long limit = _delivered + _settings.ReceiveWindowBytes;
+        if (limit - _advertisedLimit >= _settings.ReceiveWindowBytes / 4)
+        {
+            _advertisedLimit = limit;
+            _limitDirty = true;
+        }
+    }
+
+    private ReadOnlySpan<byte> OnAck(ReadOnlySpan<byte> payload, long now)
+    {
+        Need(payload, 6);
+        long delayMicros = BinaryPrimitives.ReadUInt32BigEndian(payload[1..]);
+        int count = payload[5];
+        Need(payload, 6 + (count * AckRangeSize));
+        ReadOnlySpan<byte> ranges = payload.Slice(6, count * AckRangeSize);
+        payload = payload[(6 + (count * AckRangeSize))..];
+        if (count == 0)
+        {
+            return payload;
+        }
+
+        long largest = (long)BinaryPrimitives.ReadUInt64BigEndian(ranges);
+        if (largest >= (long)_keys.NextCounter)
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer acknowledged a packet that was never sent.");
+        }
+
+        bool newlyAcked = false;
+        bool ackedEliciting = false;
+        long largestNewlySentAt = 0;
+        long largestNewly = -1;
+        for (int r = 0; r < count; r++)
+        {
+            long end = (long)BinaryPrimitives.ReadUInt64BigEndian(ranges[(r * AckRangeSize)..]);
+            long length = BinaryPrimitives.ReadUInt32BigEndian(ranges[((r * AckRangeSize) + 8)..]);
+            long start = end - length + 1;
+            for (int i = FindFirst(start); i < _sentCount; i++)
+            {
+                ref SentPacket packet = ref SentAt(i);
+                if (packet.Number > end)
+                {
+                    break;
+                }
+
+                if (packet.Settled)
+                {
+                    continue;
+                }
+
+                packet.Settled = true;
+                newlyAcked = true;
+                if (packet.Number > largestNewly)
+                {
+                    largestNewly = packet.Number;
+                    largestNewlySentAt = packet.SentAt;
+                }
+
+                OnPacketAcked(ref packet, now);
+                ackedEliciting |= packet.AckEliciting;
+            }
+        }
+
+        if (!newlyAcked)
+        {
+            return payload;
+        }
+
+        if (largest > _largestAcked)
+        {
+            _largestAcked = largest;
+        }
+
+        if (largestNewly == largest && ackedEliciting)
+        {
+            TimeSpan sample = _time.GetElapsedTime(largestNewlySentAt, now);
+            TimeSpan ackDelay = TimeSpan.FromMicroseconds(Math.Min(delayMicros, (long)_settings.MaxAckDelay.TotalMicroseconds));
+            UpdateRtt(sample, ackDelay);
+        }
+
+        _rtoBackoff = 0;
+        _lastProgressAt = now;
+        DetectLossesLocked(now);
+        PopSettled();
+        ReleaseAckedLocked();
+        return payload;
+    }
+
+    private void OnPacketAcked(ref SentPacket packet, long now)
+    {
+        if (packet.AckEliciting)
+        {
+            _bytesInFlight -= packet.Size;
+            // NewReno (RFC 9002 §7.3): no growth for packets sent before the current recovery period began.
+            if (packet.SentAt > _recoveryStart)
+            {
+                _cwnd += _cwnd < _ssthresh ? packet.Size : Math.Max(1, (long)_settings.MaxPayload * packet.Size / _cwnd);
+            }
+        }
+
+        if (packet.StreamLength > 0 || packet.Fin)
+        {
+            _ackedStream.Add(packet.StreamOffset, packet.StreamOffset + packet.StreamLength);
+            _lostStream.Remove(packet.StreamOffset, packet.StreamOffset + packet.StreamLength);
+            if (packet.Fin)
+            {
+                _finAcked = true;
+            }
+        }
+    }
+
+    private void UpdateRtt(TimeSpan sample, TimeSpan ackDelay)
+    {
+        _latestRtt = sample;
+        if (!_hasRtt)
+        {
+            _srtt = sample;
+            _rttVar = sample / 2;
+            _hasRtt = true;
+            return;
+        }
+
+        TimeSpan adjusted = sample > ackDelay ? sample - ackDelay : sample;
+        TimeSpan deviation = (_srtt - adjusted).Duration();
+        _rttVar = ((3 * _rttVar) + deviation) / 4;
+        _srtt = ((7 * _srtt) + adjusted) / 8;
+    }
+
+    private TimeSpan CurrentRto()
+    {
+        TimeSpan rto = _hasRtt ? _srtt + TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, 4 * _rttVar.Ticks)) + _settings.MaxAckDelay : InitialRto;
+        rto = rto < _settings.MinRto ? _settings.MinRto : rto;
+        rto *= 1 << Math.Min(_rtoBackoff, 8);
+        return rto > MaxRto ? MaxRto : rto;
+    }
+
+    private void DetectLossesLocked(long now)
+    {
+        TimeSpan threshold = (_hasRtt ? (_srtt > _latestRtt ? _srtt : _latestRtt) : InitialRto) * 9 / 8;
+        long lostBefore = now - ToTicks(threshold);
+        for (int i = 0; i < _sentCount; i++)
+        {
+            ref SentPacket packet = ref SentAt(i);
+            if (packet.Number >= _largestAcked)
+            {
+                break;
+            }
+
+            if (!packet.Settled && (_largestAcked - packet.Number >= PacketThreshold || packet.SentAt <= lostBefore))
+            {
+                DeclareLostLocked(ref packet, now);
+            }
+        }
+    }
+
+    private void DeclareLostLocked(ref SentPacket packet, long now)
+    {
+        packet.Settled = true;
+        if (packet.AckEliciting)
+        {
+            _bytesInFlight -= packet.Size;
+        }
+
+        if (packet.StreamLength > 0 || packet.Fin)
+        {
+            _lostStream.Add(packet.StreamOffset, packet.StreamOffset + packet.StreamLength);
+            foreach (var acked in AckedOverlaps(packet.StreamOffset, packet.StreamOffset + packet.StreamLength))
+            {
+                _lostStream.Remove(acked.Start, acked.End);
+            }
+
+            if (packet.Fin)
+            {
+                _finSent = false;
+            }
+        }
+
+        Retransmissions++;
+        if (packet.SentAt > _recoveryStart)
+        {
+            // One reduction per round trip of losses.
+            _recoveryStart = now;
+            _ssthresh = Math.Max(_cwnd / 2, 2L * _settings.MaxPayload);
+            _cwnd = _ssthresh;
+        }
+    }
+
+    private List<(long Start, long End)> AckedOverlaps(long start, long end)
+    {
+        _overlaps.Clear();
+        for (int i = 0; i < _ackedStream.Count; i++)
+        {
+            (long s, long e) = _ackedStream[i];
+            if (e > start && s < end)
+            {
+                _overlaps.Add((Math.Max(s, start), Math.Min(e, end)));
+            }
+        }
+
+        return _overlaps;
+    }
+
+    private readonly List<(long Start, long End)> _overlaps = new();
+
+    private void ReleaseAckedLocked()
+    {
+        long prefix = _ackedStream.ContiguousFrom(_ackedPrefix);
+        if (prefix > _ackedPrefix)
+        {
+            _ackedPrefix = prefix;
+            _ackedStream.RemoveBelow(prefix);
+            while (_chunks.Count > 0 && _chunkBase + ChunkSize <= _ackedPrefix)
+            {
+                ArrayPool<byte>.Shared.Return(_chunks[0]);
+                _chunks.RemoveAt(0);
+                _chunkBase += ChunkSize;
+            }
+
+            (TaskCompletionSource? space, _sendSpace) = (_sendSpace, null);
+            space?.TrySetResult();
+        }
+
+        if (_finAcked && _ackedPrefix >= _finOffset && _finOffset >= 0)
+        {
+            _sendDone.TrySetResult();
+            CheckFinishedLocked();
+        }
+    }
+
+    // ---------------------------------------------------------------- send
+
+    private async Task PumpAsync()
+    {
+        PipeReader reader = _outgoing.Reader;
+        try
+        {
+            while (true)
+            {
+                ReadResult result = await reader.ReadAsync().ConfigureAwait(false);
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                Task? wait = null;
+                long taken;
+                lock (_gate)
+                {
+                    if (_failed)
+                    {
+                        return;
+                    }
+
+                    long room = _settings.SendBufferBytes - (_sendEnd - _ackedPrefix);
+                    taken = Math.Min(room, buffer.Length);
+                    if (taken > 0)
+                    {
+                        AppendLocked(buffer.Slice(0, taken));
+                    }
+
+                    bool ended = result.IsCompleted && taken == buffer.Length;
+                    if (ended)
+                    {
+                        _finOffset = _sendEnd;
+                    }
+
+                    TrySendLocked();
+                    if (ended)
+                    {
+                        reader.AdvanceTo(buffer.End);
+                        return;
+                    }
+
+                    if (taken < buffer.Length)
+                    {
+                        _sendSpace ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        wait = _sendSpace.Task;
+                    }
+                }
+
+                reader.AdvanceTo(buffer.GetPosition(taken));
+                if (wait is not null)
+                {
+                    await wait.ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e) when (e is InvalidOperationException or OperationCanceledException)
+        {
+            // The session completed its output with an error (an abort): the connection goes with it.
+        }
+    }
+
+    private void AppendLocked(ReadOnlySequence<byte> data)
+    {
+        foreach (ReadOnlyMemory<byte> segment in data)
+        {
+            ReadOnlySpan<byte> span = segment.Span;
+            while (!span.IsEmpty)
+            {
+                int chunk = (int)((_sendEnd - _chunkBase) / ChunkSize);
+                int within = (int)((_sendEnd - _chunkBase) % ChunkSize);
+                if (chunk == _chunks.Count)
+                {
+                    _chunks.Add(ArrayPool<byte>.Shared.Rent(ChunkSize));
+                }
+
+                int take = Math.Min(span.Length, ChunkSize - within);
+                span[..take].CopyTo(_chunks[chunk].AsSpan(within));
+                _sendEnd += take;
+                span = span[take..];
+            }
+        }
+    }
+
+    private void CopyOut(long offset, Span<byte> destination)
+    {
+        while (!destination.IsEmpty)
+        {
+            int chunk = (int)((offset - _chunkBase) / ChunkSize);
+            int within = (int)((offset - _chunkBase) % ChunkSize);
+            int take = Math.Min(destination.Length, ChunkSize - within);
+            _chunks[chunk].AsSpan(within, take).CopyTo(destination);
+            destination = destination[take..];
+            offset += take;
+        }
+    }
+
+    /// <summary>Sends what the windows allow: resent bytes first, then new ones, with ACK and MAX_DATA riding along.</summary>
+    private void TrySendLocked()
+    {
+        if (_failed || _released)
+        {
+            return;
+        }
+
+        long now = _time.GetTimestamp();
+        RefillPacingLocked(now);
+        while (true)
+        {
+            bool probe = _probesAllowed > 0;
+            bool cwndOpen = _bytesInFlight + _settings.MaxPayload <= _cwnd || probe;
+            bool paced = _pacingBudgetBytes >= _settings.MaxPayload || probe;
+            long offset = 0;
+            int length = 0;
+            bool fin = false;
+            bool haveStream = false;
+            if (cwndOpen)
+            {
+                int overhead = (AckPending ? 6 + (Math.Min(_received.Count, MaxAckRanges) * AckRangeSize) : 0) + (_limitDirty ? 9 : 0) + StreamHeaderSize;
+                haveStream = NextStreamRangeLocked(_settings.MaxPayload - overhead, out offset, out length, out fin);
+            }
+
+            if (haveStream && !paced)
+            {
+                // Paced: come back when the budget allows another packet.
+                ArmTimerLocked(now + PacingDelayTicks());
+                haveStream = false;
+                if (!_ackNow && !_limitDirty)
+                {
+                    break;
+                }
+            }
+
+            if (!haveStream && !_ackNow && !(_limitDirty && cwndOpen))
+            {
+                break;
+            }
+
+            SendPacketLocked(now, haveStream, offset, length, fin);
+            if (probe && haveStream)
+            {
+                _probesAllowed--;
+            }
+
+            if (!haveStream)
+            {
+                break;
+            }
+        }
+
+        RearmLocked(now);
+    }
+
+    private bool AckPending => _received.Count > 0 && (_ackNow || _ackElicitingUnacked > 0);
+
+    private bool NextStreamRangeLocked(int room, out long offset, out int length, out bool fin)
+    {
+        fin = false;
+        if (!_lostStream.IsEmpty)
+        {
+            (long s, long e) = _lostStream.First;
+            offset = s;
+            length = (int)Math.Min(room, e - s);
+            fin = _finOffset >= 0 && offset + length == _finOffset && !_finSent;
+            return true;
+        }
+
+        offset = _nextNew;
+        long available = Math.Min(_sendEnd, _peerLimit) - _nextNew;
+        length = (int)Math.Clamp(available, 0, room);
+        fin = _finOffset >= 0 && _nextNew + length == _finOffset && !_finSent;
+        return length > 0 || fin;
+    }
+
+    private void SendPacketLocked(long now, bool haveStream, long offset, int length, bool fin)
+    {
+        Span<byte> payload = _plaintextSend;
+        int used = 0;
+        bool ackEliciting = false;
+        if (AckPending)
+        {
+            used += WriteAck(payload, now);
+        }
+
+        if (_limitDirty)
+        {
+            payload[used] = FrameMaxData;
+            BinaryPrimitives.WriteUInt64BigEndian(payload[(used + 1)..], (ulong)_advertisedLimit);
+            used += 9;
+            _limitDirty = false;
+            ackEliciting = true;
+        }
+
+        if (haveStream)
+        {
+            payload[used] = FrameStream;
+            payload[used + 1] = fin ? StreamFin : (byte)0;
+            BinaryPrimitives.WriteUInt64BigEndian(payload[(used + 2)..], (ulong)offset);
+            BinaryPrimitives.WriteUInt16BigEndian(payload[(used + 10)..], (ushort)length);
+            CopyOut(offset, payload.Slice(used + StreamHeaderSize, length));
+            used += StreamHeaderSize + length;
+            ackEliciting = true;
+            if (offset + length > _nextNew)
+            {
+                _nextNew = offset + length;
+            }
+
+            _lostStream.Remove(offset, offset + length);
+            if (fin)
+            {
+                _finSent = true;
+            }
+        }
+
+        int size;
+        ulong number;
+        try
+        {
+            size = _keys.Seal(_packet, RemoteIndex, payload[..used], out number);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or PeerLinkException)
+        {
+            FailLocked(e as PeerLinkException ?? new PeerLinkException(PeerLinkError.ConnectionAborted, "The connection's keys are gone."), sendReset: false);
+            return;
+        }
+
+        _sender.Send(_packet.AsSpan(0, size), _remote);
+        if (ackEliciting)
+        {
+            if (_bytesInFlight == 0)
+            {
+                _lastProgressAt = now;
+            }
+
+            _bytesInFlight += size;
+            _lastAckElicitingSentAt = now;
+            _pacingBudgetBytes -= size;
+            AddSent(new SentPacket { Number = (long)number, SentAt = now, Size = size, AckEliciting = true, StreamOffset = offset, StreamLength = haveStream ? length : 0, Fin = haveStream && fin });
+        }
+    }
+
+    private readonly byte[] _plaintextSend = new byte[DatagramWire.MaxDatagramSize];
+
+    private int WriteAck(Span<byte> destination, long now)
+    {
+        int count = Math.Min(_received.Count, MaxAckRanges);
+        long delayMicros = (long)_time.GetElapsedTime(_largestReceivedAt, now).TotalMicroseconds;
+        destination[0] = FrameAck;
+        BinaryPrimitives.WriteUInt32BigEndian(destination[1..], (uint)Math.Clamp(delayMicros, 0, uint.MaxValue));
+        destination[5] = (byte)count;
+        int at = 6;
+        for (int i = 0; i < count; i++)
+        {
+            (long s, long e) = _received[_received.Count - 1 - i];
+            BinaryPrimitives.WriteUInt64BigEndian(destination[at..], (ulong)(e - 1));
+            BinaryPrimitives.WriteUInt32BigEndian(destination[(at + 8)..], (uint)Math.Min(e - s, uint.MaxValue));
+            at += AckRangeSize;
+        }
+
+        _ackNow = false;
+        _ackElicitingUnacked = 0;
+        return at;
+    }
+
+    private void RefillPacingLocked(long now)
+    {
+        // Pacing (RFC 9002 §7.7): a rate of 1.25 · cwnd / srtt, with a burst of up to ten packets.
+        long burst = 10L * _settings.MaxPayload;
+        if (!_hasRtt || _srtt <= TimeSpan.Zero)
+        {
+            _pacingBudgetBytes = Math.Max(_pacingBudgetBytes, burst);
+            _pacingAt = now;
+            return;
+        }
+
+        double rate = 1.25 * _cwnd / _srtt.TotalSeconds;       // bytes per second
+        double elapsed = _time.GetElapsedTime(_pacingAt, now).TotalSeconds;
+        _pacingAt = now;
+        _pacingBudgetBytes = (long)Math.Min(Math.Max(burst, _cwnd), _pacingBudgetBytes + (elapsed * rate));
+    }
+
+    private long PacingDelayTicks()
+    {
+        double rate = _hasRtt && _srtt > TimeSpan.Zero ? 1.25 * _cwnd / _srtt.TotalSeconds : double.MaxValue;
+        double seconds = Math.Max(0.001, (_settings.MaxPayload - _pacingBudgetBytes) / rate);
+        return (long)(seconds * _time.TimestampFrequency);
+    }
+
+    private void AddSent(SentPacket packet)
+    {
+        if (_sentCount == _sent.Length)
+        {
+            var grown = new SentPacket[_sent.Length * 2];
+            for (int i = 0; i < _sentCount; i++)
+            {
+                grown[i] = _sent[(_sentHead + i) % _sent.Length];
+            }
+
+            _sent = grown;
+            _sentHead = 0;
+        }
+
+        _sent[(_sentHead + _sentCount) % _sent.Length] = packet;
+        _sentCount++;
+    }
+
+    private ref SentPacket SentAt(int i) => ref _sent[(_sentHead + i) % _sent.Length];
+
+    private int FindFirst(long number)
+    {
+        int lo = 0;
+        int hi = _sentCount;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (SentAt(mid).Number < number)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return lo;
+    }
+
+    private void PopSettled()
+    {
+        while (_sentCount > 0 && _sent[_sentHead].Settled)
+        {
+            _sentHead = (_sentHead + 1) % _sent.Length;
+            _sentCount--;
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    private void RearmLocked(long now)
+    {
+        long due = long.MaxValue;
+        if (_ackElicitingUnacked > 0)
+        {
+            due = Math.Min(due, _firstUnackedAt + ToTicks(_settings.MaxAckDelay));
+        }
+
+        if (_bytesInFlight > 0 || _handshakeTail is not null)
+        {
+            due = Math.Min(due, _lastAckElicitingSentAt + ToTicks(CurrentRto()));
+        }
+
+        if (_lingerUntil != long.MaxValue)
+        {
+            due = Math.Min(due, _lingerUntil);
+        }
+
+        if (due != long.MaxValue)
+        {
+            ArmTimerLocked(Math.Max(due, now));
+        }
+    }
+
+    private void ArmTimerLocked(long due)
+    {
+        if (due >= _timerDueAt || _released)
+        {
+            return;   // an earlier wake-up is armed; it re-arms for what remains
+        }
+
+        _timerDueAt = due;
+        TimeSpan delay = _time.GetElapsedTime(_time.GetTimestamp(), due);
+        try
+        {
+            _timer.Change(delay < TimeSpan.Zero ? TimeSpan.Zero : delay, Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private void OnTimer()
+    {
+        lock (_gate)
+        {
+            _timerDueAt = long.MaxValue;
+            if (_released)
+            {
+                return;
+            }
+
+            long now = _time.GetTimestamp();
+            if (_lingerUntil != long.MaxValue && now >= _lingerUntil)
+            {
+                ReleaseLocked();
+                return;
+            }
+
+            if (_failed)
+            {
+                RearmLocked(now);
+                return;
+            }
+
+            if (_ackElicitingUnacked > 0 && now >= _firstUnackedAt + ToTicks(_settings.MaxAckDelay))
+            {
+                _ackNow = true;
+            }
+
+            if (_handshakeTail is not null && now >= _lastAckElicitingSentAt + ToTicks(CurrentRto()))
+            {
+                _sender.Send(_handshakeTail, _remote);
+                _lastAckElicitingSentAt = now;
+                _rtoBackoff++;
+            }
+
+            if (_bytesInFlight > 0 && now >= _lastAckElicitingSentAt + ToTicks(CurrentRto()))
+            {
+                if (_time.GetElapsedTime(_lastProgressAt, now) > _settings.DeliveryTimeout)
+                {
+                    FailLocked(new PeerLinkException(PeerLinkError.PeerTimeout, $"Nothing sent was acknowledged for {_settings.DeliveryTimeout.TotalSeconds} s: the path to the peer is gone."), sendReset: false);
+                    return;
+                }
+
+                // RTO (RFC 6298 §5): back off, resend the oldest packet, restart from the minimum window (RFC 5681 §3.1).
+                Timeouts++;
+                _rtoBackoff++;
+                for (int i = 0; i < _sentCount; i++)
+                {
+                    ref SentPacket oldest = ref SentAt(i);
+                    if (!oldest.Settled)
+                    {
+                        long recovery = _recoveryStart;
+                        DeclareLostLocked(ref oldest, now);
+                        _recoveryStart = Math.Max(recovery, now);
+                        break;
+                    }
+                }
+
+                PopSettled();
+                _ssthresh = Math.Max(_cwnd / 2, 2L * _settings.MaxPayload);
+                _cwnd = 2L * _settings.MaxPayload;
+                _probesAllowed = 1;
+                _lastAckElicitingSentAt = now;
+            }
+
+            TrySendLocked();
+        }
+    }
+
+    private long ToTicks(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
+
+    // ---------------------------------------------------------------- lifetime
+
+    private void CheckFinishedLocked()
+    {
+        if (_peerFinDelivered && _finAcked && _ackedPrefix >= _finOffset && _lingerUntil == long.MaxValue)
+        {
+            // Both directions are done. Stay a while to acknowledge a FIN the peer resends (our ACK may be lost).
+            _lingerUntil = _time.GetTimestamp() + ToTicks(Max(CurrentRto() * 3, TimeSpan.FromSeconds(1)));
+            Cancel();
+            RearmLocked(_time.GetTimestamp());
+        }
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    private void FailLocked(PeerLinkException error, bool sendReset)
+    {
+        if (_failed)
+        {
+            return;
+        }
+
+        _failed = true;
+        if (sendReset)
+        {
+            SendResetLocked();
+        }
+
+        _incoming.Writer.Complete(error);
+        _outgoing.Reader.Complete(error);
+        (TaskCompletionSource? space, _sendSpace) = (_sendSpace, null);
+        space?.TrySetResult();
+        _sendDone.TrySetResult();
+        Cancel();
+        ReleaseLocked();
+    }
+
+    private void SendResetLocked()
+    {
+        try
+        {
+            Span<byte> reset = [FrameReset, 0];
+            int size = _keys.Seal(_packet, RemoteIndex, reset, out _);
+            _sender.Send(_packet.AsSpan(0, size), _remote);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or PeerLinkException)
+        {
+        }
+    }
+
+    private void ReleaseLocked()
+    {
+        if (_released)
+        {
+            return;
+        }
+
+        _released = true;
+        foreach (byte[] chunk in _chunks)
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
+        }
+
+        _chunks.Clear();
+        foreach ((byte[] buffer, int _) in _segments.Values)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        _segments.Clear();
+        _timer.Dispose();
+        _keys.Dispose();
+        _onReleased(this);
+    }
+
+    private void Cancel()
+    {
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    public override void Abort(Exception? reason = null)
+    {
+        lock (_gate)
+        {
+            FailLocked(reason as PeerLinkException ?? new PeerLinkException(PeerLinkError.ConnectionAborted, "The connection was aborted.", reason), sendReset: true);
+        }
+
+        _outgoing.Writer.Complete();
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        // Graceful: everything written goes out, then FIN; wait (briefly) for the peer to acknowledge it.
+        await _outgoing.Writer.CompleteAsync().ConfigureAwait(false);
+        try
+        {
+            await _sendDone.Task.WaitAsync(TimeSpan.FromSeconds(3), _time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // The peer does not acknowledge: give up on the rest and tell it so.
+            lock (_gate)
+            {
+                FailLocked(new PeerLinkException(PeerLinkError.ConnectionAborted, "The connection was closed before the peer acknowledged everything."), sendReset: true);
+            }
+        }
+
+        await _pump.ConfigureAwait(false);
+        await _incoming.Reader.CompleteAsync().ConfigureAwait(false);
+        lock (_gate)
+        {
+            if (!_released && _lingerUntil == long.MaxValue)
+            {
+                // The peer has not finished its side: linger for its last datagrams, then let go.
+                _lingerUntil = _time.GetTimestamp() + ToTicks(TimeSpan.FromSeconds(1));
+                RearmLocked(_time.GetTimestamp());
+            }
+        }
+
+        Cancel();
+    }
+
+    private struct SentPacket
+    {
+        public long Number;
+        public long SentAt;
+        public int Size;
+        public bool AckEliciting;
+        public bool Settled;
+        public long StreamOffset;
+        public int StreamLength;
+        public bool Fin;
+    }
+}

@@ -1,0 +1,145 @@
+using System;
+using System.Collections.Generic;
+using System.Net;
+using System.Security.Cryptography;
+using System.Threading;
+using System.Threading.Tasks;
+using PeerLink.Sessions;
+using PeerLink.Testing;
+using PeerLink.Transport;
+using Xunit;
+
+namespace PeerLink.FunctionalTests.Transport;
+
+/// <summary>Secure sessions over UDP on loopback: the same behaviour as over TCP.</summary>
+public sealed class UdpSessionTests : PeerIdentities
+{
+    private static readonly IPEndPoint AnyLoopback = new(IPAddress.Loopback, 0);
+
+    private SecureSessionOptions Options(PeerIdentity identity) => new() { Identity = identity, HandshakeTimeout = TimeSpan.FromSeconds(10) };
+
+    private static CancellationToken Timeout => new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token;
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task IkAndXxSessionsCarryMessagesBothWays(bool knowsPeer)
+    {
+        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
+        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
+        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
+        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, knowsPeer ? Bob.PeerId : null, Timeout);
+        await using SecureSession b = await accepting;
+
+        Assert.Equal(Bob.PeerId, a.RemotePeerId);
+        Assert.Equal(Alice.PeerId, b.RemotePeerId);
+        Assert.Equal(a.HandshakeHash.ToArray(), b.HandshakeHash.ToArray());
+        Assert.Contains(knowsPeer ? "IK" : "XX", a.Protocol.Name, StringComparison.Ordinal);
+        Assert.Equal(SessionPathKind.DirectUdp, a.Path.Kind);
+        Assert.StartsWith("direct-udp: 127.0.0.1:", a.Path.Description, StringComparison.Ordinal);
+
+        await a.SendAsync("hello over udp"u8.ToArray(), Timeout);
+        PeerMessage? received = await b.ReceiveAsync(Timeout);
+        Assert.Equal("hello over udp"u8.ToArray(), received!.Value.Payload.ToArray());
+
+        await b.SendAsync("and back"u8.ToArray(), Timeout);
+        received = await a.ReceiveAsync(Timeout);
+        Assert.Equal("and back"u8.ToArray(), received!.Value.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task LargeMessagesAndManySmallOnesArriveWholeAndInOrder()
+    {
+        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
+        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
+        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
+        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout);
+        await using SecureSession b = await accepting;
+
+        byte[] big = RandomNumberGenerator.GetBytes(1024 * 1024);
+        const int Small = 5000;
+        Task sending = Task.Run(async () =>
+        {
+            await a.SendAsync(big, Timeout);
+            for (int i = 0; i < Small; i++)
+            {
+                await a.SendAsync(BitConverter.GetBytes(i), Timeout);
+            }
+
+            await a.SendAsync(big, Timeout);
+        });
+
+        PeerMessage? first = await b.ReceiveAsync(Timeout);
+        Assert.True(big.AsSpan().SequenceEqual(first!.Value.Payload.Span));
+        for (int i = 0; i < Small; i++)
+        {
+            PeerMessage? m = await b.ReceiveAsync(Timeout);
+            Assert.Equal(i, BitConverter.ToInt32(m!.Value.Payload.Span));
+        }
+
+        PeerMessage? last = await b.ReceiveAsync(Timeout);
+        Assert.True(big.AsSpan().SequenceEqual(last!.Value.Payload.Span));
+        await sending;
+    }
+
+    [Fact]
+    public async Task RequestsGetResponsesAndCloseReachesThePeer()
+    {
+        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
+        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
+        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
+        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout);
+        await using SecureSession b = await accepting;
+
+        Task answering = Task.Run(async () =>
+        {
+            PeerMessage? request = await b.ReceiveAsync(Timeout);
+            Assert.True(request!.Value.IsRequest);
+            await b.RespondAsync(request.Value, "pong"u8.ToArray(), Timeout);
+        });
+        byte[] response = await a.RequestAsync("ping"u8.ToArray(), Timeout);
+        Assert.Equal("pong"u8.ToArray(), response);
+        await answering;
+
+        await a.CloseAsync(SessionCloseCode.Normal, Timeout);
+        Assert.Null(await b.ReceiveAsync(Timeout));
+        await a.Completion.WaitAsync(Timeout);
+        await b.Completion.WaitAsync(Timeout);
+    }
+
+    [Fact]
+    public async Task AResponderRefusesAPeerThatIsNotAllowed()
+    {
+        SecureSessionOptions bob = Options(Bob);
+        bob.AllowedPeers = new HashSet<PeerId> { Mallory.PeerId };
+        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, bob);
+        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
+        PeerLinkException e = await Assert.ThrowsAsync<PeerLinkException>(() => client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout));
+        Assert.Equal(PeerLinkError.PeerRefused, e.Error);
+    }
+
+    [Fact]
+    public async Task NoAnswerIsAHandshakeTimeoutThatSaysWhy()
+    {
+        using var silent = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        silent.Bind(AnyLoopback);
+        SecureSessionOptions alice = Options(Alice);
+        alice.HandshakeTimeout = TimeSpan.FromSeconds(1);
+        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, alice);
+        PeerLinkException e = await Assert.ThrowsAsync<PeerLinkException>(() => client.ConnectAsync((IPEndPoint)silent.LocalEndPoint!, Bob.PeerId, Timeout));
+        Assert.Equal(PeerLinkError.HandshakeTimeout, e.Error);
+        Assert.Contains("No handshake answer", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AnIkInitiatorWithTheWrongKeyGetsNoAnswer()
+    {
+        SecureSessionOptions alice = Options(Alice);
+        alice.HandshakeTimeout = TimeSpan.FromSeconds(1);
+        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
+        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, alice);
+        PeerLinkException e = await Assert.ThrowsAsync<PeerLinkException>(() => client.ConnectAsync(server.LocalEndPoint, Mallory.PeerId, Timeout));
+        Assert.Equal(PeerLinkError.HandshakeTimeout, e.Error);
+        Assert.Equal(0, server.HandshakesRun);   // mac1 was for another key: no Diffie-Hellman spent
+    }
+}
