@@ -70,6 +70,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private const int MaxAckRanges = 16;
     private const int AckRangeSize = 12;            // end:u64 length:u32
     private const int PacketThreshold = 3;
+    private const int MaxReorderPackets = 256;
     private const int ChunkSize = 64 * 1024;
     private static readonly TimeSpan MaxRto = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan InitialRto = TimeSpan.FromSeconds(1);
@@ -111,6 +112,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private int _sentCount;
     private long _bytesInFlight;
     private long _largestAcked = -1;
+    private long _lossTime = long.MaxValue;
     private long _lastAckElicitingSentAt;
     private long _lastProgressAt;
 
@@ -118,6 +120,10 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private long _cwnd;
     private long _ssthresh = long.MaxValue;
     private long _recoveryStart = long.MinValue;
+    private long _cwndBeforeRecovery;
+    private long _ssthreshBeforeRecovery;
+    private int _reorderPackets = PacketThreshold;
+    private int _reorderTimeEighths = 9;
     private TimeSpan _srtt;
     private TimeSpan _rttVar;
     private TimeSpan _latestRtt;
@@ -242,6 +248,30 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
     private long _rejected;
 
+    /// <summary>True while the send buffer is full and the pump waits for acknowledgements (for tests).</summary>
+    internal bool IsWaitingForSendSpace
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _sendSpace is not null;
+            }
+        }
+    }
+
+    /// <summary>True while the session has not read what was delivered, so the receive limit stays where it is (for tests).</summary>
+    internal bool IsHoldingForReader
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _flushPending;
+            }
+        }
+    }
+
     /// <summary>The keys, for tests of key updates.</summary>
     internal DatagramKeys Keys => _keys;
 
@@ -290,16 +320,18 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             try
             {
                 ProcessLocked(_plaintext.AsSpan(0, length), (long)counter);
+                if (!_failed)
+                {
+                    TrySendLocked();
+                }
             }
             catch (PeerLinkException e)
             {
                 FailLocked(e, sendReset: true);
-                return;
             }
-
-            if (!_failed)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
-                TrySendLocked();
+                FailLocked(InternalError(e), sendReset: true);
             }
         }
     }
@@ -555,6 +587,11 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
                 if (packet.Settled)
                 {
+                    if (packet.Lost)
+                    {
+                        OnSpuriousLoss(ref packet);
+                    }
+
                     continue;
                 }
 
@@ -646,8 +683,10 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
     private void DetectLossesLocked(long now)
     {
-        TimeSpan threshold = (_hasRtt ? (_srtt > _latestRtt ? _srtt : _latestRtt) : InitialRto) * 9 / 8;
-        long lostBefore = now - ToTicks(threshold);
+        TimeSpan threshold = (_hasRtt ? (_srtt > _latestRtt ? _srtt : _latestRtt) : InitialRto) * _reorderTimeEighths / 8;
+        long thresholdTicks = ToTicks(threshold);
+        long lostBefore = now - thresholdTicks;
+        _lossTime = long.MaxValue;
         for (int i = 0; i < _sentCount; i++)
         {
             ref SentPacket packet = ref SentAt(i);
@@ -656,16 +695,59 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 break;
             }
 
-            if (!packet.Settled && (_largestAcked - packet.Number >= PacketThreshold || packet.SentAt <= lostBefore))
+            if (packet.Settled)
+            {
+                continue;
+            }
+
+            if (_largestAcked - packet.Number >= _reorderPackets || packet.SentAt <= lostBefore)
             {
                 DeclareLostLocked(ref packet, now);
+            }
+            else
+            {
+                // Not yet: it is lost if nothing acknowledges it by then (RFC 9002 §6.1.2's loss timer).
+                _lossTime = Math.Min(_lossTime, packet.SentAt + thresholdTicks);
             }
         }
     }
 
+    /// <summary>
+    /// A packet declared lost was acknowledged after all: the network reordered, it did not lose. As RACK does (RFC 8985
+    /// §6.2), widen the reordering window, and undo the window reduction that the false loss caused.
+    /// </summary>
+    private void OnSpuriousLoss(ref SentPacket packet)
+    {
+        packet.Lost = false;
+        SpuriousLosses++;
+        _reorderPackets = Math.Min(_reorderPackets * 2, MaxReorderPackets);
+        _reorderTimeEighths = Math.Min(_reorderTimeEighths + 2, 16);
+        if (packet.StreamLength > 0)
+        {
+            _ackedStream.Add(packet.StreamOffset, packet.StreamOffset + packet.StreamLength);
+            _lostStream.Remove(packet.StreamOffset, packet.StreamOffset + packet.StreamLength);
+        }
+
+        if (packet.Fin)
+        {
+            _finAcked = true;
+        }
+
+        if (_cwndBeforeRecovery > _cwnd && packet.SentAt <= _recoveryStart)
+        {
+            _cwnd = _cwndBeforeRecovery;
+            _ssthresh = _ssthreshBeforeRecovery;
+            _cwndBeforeRecovery = 0;
+        }
+    }
+
+    /// <summary>Packets declared lost that arrived after all (for tests and diagnostics).</summary>
+    public long SpuriousLosses { get; private set; }
+
     private void DeclareLostLocked(ref SentPacket packet, long now)
     {
         packet.Settled = true;
+        packet.Lost = true;
         if (packet.AckEliciting)
         {
             _bytesInFlight -= packet.Size;
@@ -673,7 +755,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
         if (packet.StreamLength > 0 || packet.Fin)
         {
-            _lostStream.Add(packet.StreamOffset, packet.StreamOffset + packet.StreamLength);
+            // Only what is still unacknowledged (below the acknowledged prefix the buffer is gone).
+            _lostStream.Add(Math.Max(packet.StreamOffset, _ackedPrefix), packet.StreamOffset + packet.StreamLength);
             foreach (var acked in AckedOverlaps(packet.StreamOffset, packet.StreamOffset + packet.StreamLength))
             {
                 _lostStream.Remove(acked.Start, acked.End);
@@ -689,6 +772,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         if (packet.SentAt > _recoveryStart)
         {
             // One reduction per round trip of losses.
+            _cwndBeforeRecovery = _cwnd;
+            _ssthreshBeforeRecovery = _ssthresh;
             _recoveryStart = now;
             _ssthresh = Math.Max(_cwnd / 2, 2L * _settings.MaxPayload);
             _cwnd = _ssthresh;
@@ -719,6 +804,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         {
             _ackedPrefix = prefix;
             _ackedStream.RemoveBelow(prefix);
+            _lostStream.RemoveBelow(prefix);
             while (_chunks.Count > 0 && _chunkBase + ChunkSize <= _ackedPrefix)
             {
                 ArrayPool<byte>.Shared.Return(_chunks[0]);
@@ -1065,7 +1151,9 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
     private void PopSettled()
     {
-        while (_sentCount > 0 && _sent[_sentHead].Settled)
+        // A packet declared lost stays a while (two round trips), so that a late acknowledgement reveals reordering.
+        long keepLostSince = _time.GetTimestamp() - ToTicks((_hasRtt ? _srtt : InitialRto) * 2);
+        while (_sentCount > 0 && _sent[_sentHead].Settled && (!_sent[_sentHead].Lost || _sent[_sentHead].SentAt < keepLostSince))
         {
             _sentHead = (_sentHead + 1) % _sent.Length;
             _sentCount--;
@@ -1085,6 +1173,11 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         if (_bytesInFlight > 0 || _handshakeTail is not null)
         {
             due = Math.Min(due, _lastAckElicitingSentAt + ToTicks(CurrentRto()));
+        }
+
+        if (_lossTime != long.MaxValue)
+        {
+            due = Math.Min(due, _lossTime);
         }
 
         if (_lingerUntil != long.MaxValue)
@@ -1118,6 +1211,25 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
     private void OnTimer()
     {
+        try
+        {
+            OnTimerCore();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A timer callback must never take the process down: the connection fails instead, and says why.
+            lock (_gate)
+            {
+                FailLocked(InternalError(e), sendReset: true);
+            }
+        }
+    }
+
+    private static PeerLinkException InternalError(Exception e) =>
+        new(PeerLinkError.Unknown, $"The datagram connection failed internally ({e.GetType().Name}: {e.Message}).", e);
+
+    private void OnTimerCore()
+    {
         lock (_gate)
         {
             _timerDueAt = long.MaxValue;
@@ -1144,6 +1256,12 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 _ackNow = true;
             }
 
+            if (_lossTime != long.MaxValue && now >= _lossTime)
+            {
+                DetectLossesLocked(now);
+                PopSettled();
+            }
+
             if (_handshakeTail is not null && now >= _lastAckElicitingSentAt + ToTicks(CurrentRto()))
             {
                 _sender.Send(_handshakeTail, _remote);
@@ -1162,7 +1280,9 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 // RTO (RFC 6298 §5): back off, resend the oldest packet, restart from the minimum window (RFC 5681 §3.1).
                 Timeouts++;
                 _rtoBackoff++;
-                for (int i = 0; i < _sentCount; i++)
+                // Two probes, as RFC 9002's PTO sends: one lost probe (or its acknowledgement) then costs no doubling.
+                int resent = 0;
+                for (int i = 0; i < _sentCount && resent < 2; i++)
                 {
                     ref SentPacket oldest = ref SentAt(i);
                     if (!oldest.Settled)
@@ -1170,14 +1290,14 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                         long recovery = _recoveryStart;
                         DeclareLostLocked(ref oldest, now);
                         _recoveryStart = Math.Max(recovery, now);
-                        break;
+                        resent++;
                     }
                 }
 
                 PopSettled();
                 _ssthresh = Math.Max(_cwnd / 2, 2L * _settings.MaxPayload);
                 _cwnd = 2L * _settings.MaxPayload;
-                _probesAllowed = 1;
+                _probesAllowed = 2;
                 _lastAckElicitingSentAt = now;
             }
 
@@ -1327,6 +1447,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         public int Size;
         public bool AckEliciting;
         public bool Settled;
+        public bool Lost;
         public long StreamOffset;
         public int StreamLength;
         public bool Fin;

@@ -1,0 +1,177 @@
+using System;
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Security.Cryptography;
+using System.Threading;
+using System.Threading.Tasks;
+using PeerLink.Testing;
+using PeerLink.Transport.Datagrams;
+using Xunit;
+
+namespace PeerLink.FunctionalTests.Transport;
+
+/// <summary>
+/// Reliable, ordered delivery over datagrams through a link that loses, duplicates, delays and reorders: every byte
+/// arrives once and in order, or the connection reports that the link is dead. In memory, on the real clock (the
+/// protocol's own timers drive the recovery; the test only awaits the outcome).
+/// </summary>
+public sealed class DatagramDeliveryTests
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
+
+    [Theory]
+    [InlineData(0.0, 0, 0, 4 * 1024 * 1024)]
+    [InlineData(0.01, 20, 5, 1024 * 1024)]
+    [InlineData(0.05, 50, 5, 256 * 1024)]
+    [InlineData(0.20, 100, 5, 32 * 1024)]
+    [InlineData(0.01, 20, 80, 256 * 1024)]     // heavy reordering: each datagram's delay anywhere in 20–100 ms
+    public async Task EveryByteArrivesOnceAndInOrder(double loss, int delayMs, int jitterMs, int size)
+    {
+        var settings = new DatagramConnectionSettings();
+        (DatagramConnection a, DatagramConnection b, ImpairedDatagramLink toB, ImpairedDatagramLink toA) = ImpairedDatagramLink.Pair(settings, seed: 42, impair: link =>
+        {
+            link.Loss = loss;
+            link.Duplication = loss / 2;
+            link.MinDelay = TimeSpan.FromMilliseconds(delayMs);
+            link.MaxDelay = TimeSpan.FromMilliseconds(delayMs + jitterMs);
+        });
+        await using DatagramConnection first = a;
+        await using DatagramConnection second = b;
+        byte[] forward = RandomNumberGenerator.GetBytes(size);
+        byte[] backward = RandomNumberGenerator.GetBytes(size / 4);
+
+        Task sendA = WriteAndCompleteAsync(a.Transport.Output, forward);
+        Task sendB = WriteAndCompleteAsync(b.Transport.Output, backward);
+        byte[] atB = await ReadToEndAsync(b.Transport.Input).WaitAsync(Limit);
+        byte[] atA = await ReadToEndAsync(a.Transport.Input).WaitAsync(Limit);
+        await Task.WhenAll(sendA, sendB).WaitAsync(Limit);
+
+        Assert.True(forward.AsSpan().SequenceEqual(atB), "a → b arrived whole and in order");
+        Assert.True(backward.AsSpan().SequenceEqual(atA), "b → a arrived whole and in order");
+        if (loss > 0)
+        {
+            Assert.True(toB.Dropped > 0 && a.Retransmissions > 0, "the link lost datagrams and the sender resent them");
+        }
+
+        await a.ConnectionClosed.WaitHandle.WaitOneAsync(Limit);
+        await b.ConnectionClosed.WaitHandle.WaitOneAsync(Limit);
+    }
+
+    [Fact]
+    public async Task WhenTheLinkDiesTheConnectionSaysSoInsteadOfHanging()
+    {
+        var settings = new DatagramConnectionSettings { DeliveryTimeout = TimeSpan.FromSeconds(1) };
+        (DatagramConnection a, DatagramConnection b, ImpairedDatagramLink toB, ImpairedDatagramLink toA) = ImpairedDatagramLink.Pair(settings);
+        await using DatagramConnection first = a;
+        await using DatagramConnection second = b;
+        await a.Transport.Output.WriteAsync(new byte[1000]);
+        await ReadExactlyAsync(b.Transport.Input, 1000).WaitAsync(Limit);
+
+        toB.Dead = true;
+        toA.Dead = true;
+        await a.Transport.Output.WriteAsync(new byte[100_000]);
+        PeerLinkException e = await Assert.ThrowsAsync<PeerLinkException>(async () =>
+        {
+            while (true)
+            {
+                ReadResult result = await a.Transport.Input.ReadAsync().AsTask().WaitAsync(Limit);
+                a.Transport.Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+            }
+        });
+        Assert.Equal(PeerLinkError.PeerTimeout, e.Error);
+        Assert.True(a.Timeouts > 0);
+    }
+
+    [Fact]
+    public async Task AReaderThatFallsBehindStopsTheSenderAtTheWindow()
+    {
+        var settings = new DatagramConnectionSettings { ReceiveWindowBytes = 256 * 1024, SendBufferBytes = 256 * 1024 };
+        (DatagramConnection a, DatagramConnection b, _, _) = ImpairedDatagramLink.Pair(settings);
+        await using DatagramConnection first = a;
+        await using DatagramConnection second = b;
+        byte[] data = RandomNumberGenerator.GetBytes(4 * 1024 * 1024);
+        Task writing = WriteAndCompleteAsync(a.Transport.Output, data);
+
+        // Nobody reads b: b holds back its limit, a stops at it with its send buffer full; 4 MiB is not buffered.
+        while (!(a.IsWaitingForSendSpace && b.IsHoldingForReader))
+        {
+            Assert.False(writing.IsCompleted, "the writer was not held back by flow control");
+            await Task.Delay(5);   // polls a state; the outcome does not depend on timing
+        }
+
+        Assert.False(writing.IsCompleted);
+
+        byte[] atB = await ReadToEndAsync(b.Transport.Input).WaitAsync(Limit);
+        await writing.WaitAsync(Limit);
+        Assert.True(data.AsSpan().SequenceEqual(atB));
+    }
+
+    private static async Task WriteAndCompleteAsync(PipeWriter output, byte[] data)
+    {
+        for (int at = 0; at < data.Length; at += 16 * 1024)
+        {
+            FlushResult result = await output.WriteAsync(data.AsMemory(at, Math.Min(16 * 1024, data.Length - at)));
+            Assert.False(result.IsCompleted);
+        }
+
+        await output.CompleteAsync();
+    }
+
+    private static async Task<byte[]> ReadToEndAsync(PipeReader input)
+    {
+        var collected = new ArrayBufferWriter<byte>();
+        while (true)
+        {
+            ReadResult result = await input.ReadAsync();
+            foreach (ReadOnlyMemory<byte> segment in result.Buffer)
+            {
+                collected.Write(segment.Span);
+            }
+
+            input.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                return collected.WrittenSpan.ToArray();
+            }
+        }
+    }
+
+    private static async Task ReadExactlyAsync(PipeReader input, int count)
+    {
+        while (true)
+        {
+            ReadResult result = await input.ReadAsync();
+            if (result.Buffer.Length >= count)
+            {
+                input.AdvanceTo(result.Buffer.GetPosition(count));
+                return;
+            }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+}
+
+internal static class WaitHandleExtensions
+{
+    public static Task WaitOneAsync(this WaitHandle handle, TimeSpan timeout)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        RegisteredWaitHandle registration = ThreadPool.RegisterWaitForSingleObject(handle, (_, timedOut) =>
+        {
+            if (timedOut)
+            {
+                done.TrySetException(new TimeoutException());
+            }
+            else
+            {
+                done.TrySetResult();
+            }
+        }, null, timeout, executeOnlyOnce: true);
+        return done.Task.ContinueWith(t => { registration.Unregister(null); return t; }).Unwrap();
+    }
+}
