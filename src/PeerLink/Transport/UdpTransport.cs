@@ -123,6 +123,9 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
         var socket = new Socket(localEndPoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         try
         {
+            // Room for bursts: many sessions share this socket (the kernel may cap it lower: net.core.rmem_max).
+            socket.ReceiveBufferSize = 4 * 1024 * 1024;
+            socket.SendBufferSize = 4 * 1024 * 1024;
             socket.Bind(localEndPoint);
         }
         catch (SocketException e)
