@@ -70,6 +70,11 @@ public sealed class SecureSession : IAsyncDisposable
         _sender = new SessionSender(_output, noise.Send!, _sendLimit, options, logger, connection.ConnectionId, e => Fail(e, abortConnection: true));
         _receiver = new SessionReceiver(_input, noise.Receive!, options, logger, connection.ConnectionId, _sender, _requests, Fail, Complete);
         _keepAlivePolicy = new SessionKeepAlive(options.KeepAliveInterval, options.IdleTimeout);
+        if (connection is Transport.Datagrams.DatagramConnection datagrams)
+        {
+            datagrams.MessageReceived = _receiver.DeliverUnreliable;
+        }
+
         if (connection is MigratingConnection migrating)
         {
             migrating.PathInfoChanged += path => PathChanged?.Invoke(this, path);
@@ -259,6 +264,47 @@ public sealed class SecureSession : IAsyncDisposable
     /// <exception cref="PeerLinkException">The session is closed or failed, or the queue is full in <see cref="SendQueueFullMode.Fail"/> mode.</exception>
     public ValueTask SendAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default) =>
         _sender.EnqueueDataAsync(message, 0, 0, cancellationToken);
+
+    /// <summary>
+    /// Sends one message with the given delivery. <see cref="MessageDelivery.ReliableOrdered"/> is <see cref="SendAsync(ReadOnlyMemory{byte}, CancellationToken)"/>.
+    /// <see cref="MessageDelivery.Unreliable"/> suits telemetry that is stale once a newer value exists: over UDP it goes
+    /// in one datagram of its own, is never resent, may arrive before messages sent earlier, and is dropped rather than
+    /// queued when the path is congested; over a stream (TCP, relay) it travels like any message.
+    /// </summary>
+    /// <param name="message">The bytes; for <see cref="MessageDelivery.Unreliable"/> at most <see cref="MaxUnreliableMessageSize"/>.</param>
+    /// <param name="delivery">How to deliver it.</param>
+    /// <param name="cancellationToken">Cancels a wait for queue space (reliable messages only).</param>
+    /// <exception cref="ArgumentOutOfRangeException">The message is too large for its delivery.</exception>
+    /// <exception cref="PeerLinkException">The session is closed or failed.</exception>
+    public ValueTask SendAsync(ReadOnlyMemory<byte> message, MessageDelivery delivery, CancellationToken cancellationToken = default)
+    {
+        if (delivery == MessageDelivery.ReliableOrdered || _connection is not Transport.Datagrams.DatagramConnection datagrams)
+        {
+            if (delivery is not (MessageDelivery.ReliableOrdered or MessageDelivery.Unreliable))
+            {
+                throw new ArgumentOutOfRangeException(nameof(delivery), delivery, "Unknown delivery mode.");
+            }
+
+            return _sender.EnqueueDataAsync(message, 0, 0, cancellationToken);
+        }
+
+        if (message.Length > datagrams.MaxUnreliableMessageSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(message), message.Length, $"An unreliable message is at most {datagrams.MaxUnreliableMessageSize} bytes (one datagram).");
+        }
+
+        _sender.EnsureCanSend();
+        datagrams.SendUnreliable(message.Span);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// The largest message <see cref="SendAsync(ReadOnlyMemory{byte}, MessageDelivery, CancellationToken)"/> takes with
+    /// <see cref="MessageDelivery.Unreliable"/>: one datagram's worth over UDP, <see cref="MaxMessageSize"/> over a stream.
+    /// </summary>
+    public int MaxUnreliableMessageSize => _connection is Transport.Datagrams.DatagramConnection datagrams
+        ? Math.Min(datagrams.MaxUnreliableMessageSize, _sendLimit)
+        : _sendLimit;
 
     /// <summary>
     /// Sends a typed message: <typeparamref name="T"/> is serialized as MessagePack with <see cref="SecureSessionOptions.Serializer"/>.

@@ -70,3 +70,13 @@ public sealed class SessionPath
     /// <inheritdoc/>
     public override string ToString() => Description;
 }
+
+/// <summary>How a message is delivered (<see cref="SecureSession.SendAsync(System.ReadOnlyMemory{byte}, MessageDelivery, System.Threading.CancellationToken)"/>).</summary>
+public enum MessageDelivery
+{
+    /// <summary>Every message arrives, once, in the order sent (the default, and the only mode over a stream).</summary>
+    ReliableOrdered = 0,
+
+    /// <summary>At most once, in any order, possibly not at all; one datagram, never resent. For telemetry that a newer value replaces.</summary>
+    Unreliable = 1,
+}

@@ -450,6 +450,36 @@ internal sealed class SessionReceiver
         }
     }
 
+    /// <summary>
+    /// An unreliable message from a datagram transport, on its receive loop. It may overtake reliable ones, and it is
+    /// dropped (as the network could have dropped it) before the session is accepted, after the peer's CLOSE, when it is
+    /// larger than the session's limit, or while the application is behind.
+    /// </summary>
+    public void DeliverUnreliable(ReadOnlySpan<byte> body)
+    {
+        if (!_accepted.Task.IsCompletedSuccessfully || _remoteClosed || body.Length > _options.MaxMessageSize)
+        {
+            return;
+        }
+
+        lock (_receiveGate)
+        {
+            if (_queuedReceiveBytes >= _options.MaxReceiveQueueBytes)
+            {
+                return;
+            }
+
+            _queuedReceiveBytes += body.Length;
+        }
+
+        byte[] buffer = _deliveryBuffers.Rent(Math.Max(body.Length, 1));
+        body.CopyTo(buffer);
+        if (!_inbox.TryWrite(new PeerMessage(buffer, body.Length, 0, false, _options.Serializer)))
+        {
+            _deliveryBuffers.Return(buffer);
+        }
+    }
+
     private void OnClose(ReadOnlySpan<byte> body)
     {
         _remoteCloseCode = body.IsEmpty ? SessionCloseCode.Normal : (SessionCloseCode)body[0];

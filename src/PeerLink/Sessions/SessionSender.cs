@@ -228,6 +228,15 @@ internal sealed class SessionSender
         }
     }
 
+    /// <summary>Throws what a send would throw now (closed, failed, the peer gone); for sends that bypass the queue.</summary>
+    public void EnsureCanSend()
+    {
+        lock (_sendGate)
+        {
+            ThrowIfCannotSend();
+        }
+    }
+
     private void ThrowIfCannotSend()
     {
         if (_failure is not null)

@@ -108,6 +108,79 @@ public sealed class UdpSessionTests : PeerIdentities
     }
 
     [Fact]
+    public async Task UnreliableMessagesArriveWholeBesideReliableOnes()
+    {
+        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
+        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
+        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
+        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout);
+        await using SecureSession b = await accepting;
+
+        Assert.InRange(a.MaxUnreliableMessageSize, 900, 1200);
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => a.SendAsync(new byte[a.MaxUnreliableMessageSize + 1], MessageDelivery.Unreliable, Timeout).AsTask());
+
+        // On loopback nothing is lost: every telemetry reading arrives, whole, and the reliable marker after them too.
+        const int Readings = 200;
+        for (int i = 0; i < Readings; i++)
+        {
+            byte[] reading = new byte[a.MaxUnreliableMessageSize];
+            BitConverter.TryWriteBytes(reading, i);
+            await a.SendAsync(reading, MessageDelivery.Unreliable, Timeout);
+            if (i % 20 == 19)
+            {
+                await b.ReceiveAsync(Timeout).AsTask().ContinueWith(t => Assert.Equal(reading.Length, t.Result!.Value.Length), TaskScheduler.Default);
+            }
+        }
+
+        await a.SendAsync("done"u8.ToArray(), MessageDelivery.ReliableOrdered, Timeout);
+        int received = Readings / 20;
+        while (true)
+        {
+            PeerMessage m = (await b.ReceiveAsync(Timeout))!.Value;
+            if (m.Payload.Span.SequenceEqual("done"u8))
+            {
+                break;
+            }
+
+            Assert.Equal(a.MaxUnreliableMessageSize, m.Length);
+            received++;
+        }
+
+        Assert.InRange(received, Readings * 9 / 10, Readings);   // at most once; a full window may drop a few
+    }
+
+    [Fact]
+    public async Task KeysUpdateUnderTrafficWithoutLosingAMessage()
+    {
+        SecureSessionOptions alice = Options(Alice);
+        alice.RekeyAfterMessages = 64;      // a new key every 64 datagrams
+        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
+        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, alice);
+        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
+        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout);
+        await using SecureSession b = await accepting;
+
+        const int Count = 2000;
+        Task sending = Task.Run(async () =>
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                await a.SendAsync(new byte[600 + (i % 7)], Timeout);
+            }
+        });
+        for (int i = 0; i < Count; i++)
+        {
+            Assert.Equal(600 + (i % 7), (await b.ReceiveAsync(Timeout))!.Value.Length);
+        }
+
+        await sending;
+        var keys = ((PeerLink.Transport.Datagrams.DatagramConnection)a.Connection).Keys;
+        var peerKeys = ((PeerLink.Transport.Datagrams.DatagramConnection)b.Connection).Keys;
+        Assert.True(keys.SendUpdates >= 5, $"{keys.SendUpdates} key updates");
+        Assert.Equal(keys.SendUpdates, peerKeys.ReceiveUpdates);
+    }
+
+    [Fact]
     public async Task AResponderRefusesAPeerThatIsNotAllowed()
     {
         SecureSessionOptions bob = Options(Bob);

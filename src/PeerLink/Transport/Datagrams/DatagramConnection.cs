@@ -61,6 +61,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     internal const byte FrameStream = 0x03;
     internal const byte FrameMaxData = 0x04;
     internal const byte FrameReset = 0x05;
+    internal const byte FrameMessage = 0x06;       // length:u16 data: one whole unreliable message
     private const byte StreamFin = 0x01;
 
     /// <summary>How far a sender may send before the receiver's first MAX_DATA.</summary>
@@ -288,6 +289,53 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     /// <summary>Starts the pump that takes what the session writes.</summary>
     public void Start() => _pump = PumpAsync();
 
+    /// <summary>Takes unreliable messages (MESSAGE frames) as they arrive, on the socket's receive loop; the session sets it.</summary>
+    public Action<ReadOnlySpan<byte>>? MessageReceived { get; set; }
+
+    /// <summary>The largest unreliable message: what fits in one datagram beside an acknowledgement.</summary>
+    public int MaxUnreliableMessageSize => _settings.MaxPayload - 6 - (MaxAckRanges * AckRangeSize) - 3;
+
+    /// <summary>Unreliable messages dropped here because the congestion window was full (for tests and diagnostics).</summary>
+    public long UnreliableDropped { get; private set; }
+
+    /// <summary>
+    /// Sends one unreliable message in a datagram of its own: never resent, and dropped here rather than queued when
+    /// the congestion window is full. False when it was dropped (or the connection is gone).
+    /// </summary>
+    public bool SendUnreliable(ReadOnlySpan<byte> message)
+    {
+        if (message.Length > MaxUnreliableMessageSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(message), message.Length, $"An unreliable message is at most {MaxUnreliableMessageSize} bytes (one datagram).");
+        }
+
+        lock (_gate)
+        {
+            if (_failed || _released || _bytesInFlight + message.Length + DatagramWire.TransportHeaderSize + DatagramWire.TagSize > _cwnd)
+            {
+                UnreliableDropped++;
+                return false;
+            }
+
+            Span<byte> payload = _plaintextSend;
+            int used = AckPending ? WriteAck(payload, _time.GetTimestamp()) : 0;
+            payload[used] = FrameMessage;
+            BinaryPrimitives.WriteUInt16BigEndian(payload[(used + 1)..], (ushort)message.Length);
+            message.CopyTo(payload[(used + 3)..]);
+            used += 3 + message.Length;
+            try
+            {
+                int size = _keys.Seal(_packet, RemoteIndex, payload[..used], out _);
+                _sender.Send(_packet.AsSpan(0, size), _remote);
+                return true;
+            }
+            catch (Exception e) when (e is ObjectDisposedException or PeerLinkException)
+            {
+                return false;
+            }
+        }
+    }
+
     /// <summary>A transport datagram for this connection, from the socket's receive loop.</summary>
     public void OnDatagram(ReadOnlySpan<byte> datagram, SocketAddress from)
     {
@@ -366,6 +414,13 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                     Need(payload, 9);
                     _peerLimit = Math.Max(_peerLimit, (long)BinaryPrimitives.ReadUInt64BigEndian(payload[1..]));
                     payload = payload[9..];
+                    break;
+                case FrameMessage:
+                    Need(payload, 3);
+                    int messageLength = BinaryPrimitives.ReadUInt16BigEndian(payload[1..]);
+                    Need(payload, 3 + messageLength);
+                    MessageReceived?.Invoke(payload.Slice(3, messageLength));
+                    payload = payload[(3 + messageLength)..];
                     break;
                 case FrameReset:
                     Need(payload, 2);
