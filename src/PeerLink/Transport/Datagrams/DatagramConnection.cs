@@ -104,7 +104,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private readonly RangeSet _ackedStream = new();
     private readonly RangeSet _lostStream = new();
     private long _peerLimit = InitialWindow;
-    private TaskCompletionSource? _sendSpace;
+    private readonly PeerLink.Internal.AsyncSignal _sendSpace = new();
+    private bool _waitingForSpace;
     private readonly TaskCompletionSource _sendDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     // Sent packets, in packet number order (a ring).
@@ -172,8 +173,10 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         _onReleased = onReleased;
         ConnectionId = connectionId;
         LocalEndPoint = localEndPoint;
-        _outgoing = new Pipe(new PipeOptions(pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, useSynchronizationContext: false));
-        _incoming = new Pipe(new PipeOptions(pauseWriterThreshold: settings.ReceiveWindowBytes, resumeWriterThreshold: settings.ReceiveWindowBytes / 2, useSynchronizationContext: false));
+        // Small pipes: the send buffer and the held segments are where a window's worth of data waits, in buffers this
+        // connection reuses; a pipe's segments come from the shared pool, which keeps only a few per core.
+        _outgoing = new Pipe(new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, useSynchronizationContext: false));
+        _incoming = new Pipe(new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, minimumSegmentSize: 16 * 1024, useSynchronizationContext: false));
         _cwnd = Math.Min(10L * settings.MaxPayload, Math.Max(14720, 2L * settings.MaxPayload));
         _advertisedLimit = settings.ReceiveWindowBytes;
         _lastProgressAt = _time.GetTimestamp();
@@ -256,7 +259,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         {
             lock (_gate)
             {
-                return _sendSpace is not null;
+                return _waitingForSpace;
             }
         }
     }
@@ -389,6 +392,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private void ProcessLocked(ReadOnlySpan<byte> payload, long number)
     {
         long now = _time.GetTimestamp();
+        TrimSparesLocked(now);
         bool ackEliciting = false;
         while (!payload.IsEmpty)
         {
@@ -496,14 +500,21 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer sent beyond the end of its stream.");
         }
 
-        if (end > _delivered && length > 0 && !_segments.ContainsKey(offset))
+        if (offset <= _delivered && end > _delivered && !_flushPending && !_failed && (_segments.Count == 0 || _segments.Keys[0] > end))
+        {
+            // In order, and the session keeps up: straight into its pipe, no copy kept.
+            _incoming.Writer.Write(data[(int)(_delivered - offset)..]);
+            _delivered = end;
+            _unflushed = true;
+        }
+        else if (end > _delivered && length > 0 && !_segments.ContainsKey(offset))
         {
             if (_segmentBytes + length > 2L * _settings.ReceiveWindowBytes)
             {
                 throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's overlapping segments exceed the receive window.");
             }
 
-            byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
+            byte[] buffer = RentSegment();
             data.CopyTo(buffer);
             _segments.Add(offset, (buffer, length));
             _segmentBytes += length;
@@ -522,7 +533,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
 
         PipeWriter writer = _incoming.Writer;
-        bool wrote = false;
+        bool wrote = _unflushed;
+        _unflushed = false;
         while (_segments.Count > 0)
         {
             long offset = _segments.Keys[0];
@@ -542,7 +554,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 wrote = true;
             }
 
-            ArrayPool<byte>.Shared.Return(buffer);
+            ReturnSegment(buffer);
         }
 
         if (wrote)
@@ -557,7 +569,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             {
                 // The session is behind: hold the limit (the peer stops at it) until it reads.
                 _flushPending = true;
-                _ = AwaitFlushAsync(flush);
+                _pendingFlush = flush;
+                flush.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_onFlushed ??= OnFlushed);
             }
         }
 
@@ -570,11 +583,53 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
     }
 
-    private async Task AwaitFlushAsync(ValueTask<FlushResult> flush)
+    /// <summary>
+    /// A buffer for one held segment. Spares are kept while data flows (the shared pool keeps only a few per size, and a
+    /// window's worth of segments can wait while the session is behind), and given back after a quiet second.
+    /// </summary>
+    private byte[] RentSegment()
+    {
+        _segmentRentedAt = _time.GetTimestamp();
+        return _spareSegments.TryPop(out byte[]? spare) ? spare : ArrayPool<byte>.Shared.Rent(DatagramWire.MaxDatagramSize);
+    }
+
+    private void ReturnSegment(byte[] buffer)
+    {
+        if (_spareSegments.Count < 1024 && !_released)
+        {
+            _spareSegments.Push(buffer);
+        }
+        else
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private void TrimSparesLocked(long now)
+    {
+        if (_spareSegments.Count > 0 && _segments.Count == 0 && _time.GetElapsedTime(_segmentRentedAt, now) > TimeSpan.FromSeconds(1))
+        {
+            while (_spareSegments.TryPop(out byte[]? spare))
+            {
+                ArrayPool<byte>.Shared.Return(spare);
+            }
+        }
+    }
+
+    private readonly Stack<byte[]> _spareSegments = new();
+    private readonly Stack<byte[]> _spareChunks = new();
+    private long _segmentRentedAt;
+    private bool _unflushed;
+
+    private ValueTask<FlushResult> _pendingFlush;
+    private Action? _onFlushed;
+
+    /// <summary>The session read enough: the held flush completed (no state machine per pause: the continuation is cached).</summary>
+    private void OnFlushed()
     {
         try
         {
-            await flush.ConfigureAwait(false);
+            _ = _pendingFlush.GetAwaiter().GetResult();
         }
         catch (Exception e) when (e is InvalidOperationException or OperationCanceledException)
         {
@@ -588,9 +643,16 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 return;
             }
 
-            MoveLimitLocked();
-            DeliverLocked();
-            TrySendLocked();
+            try
+            {
+                MoveLimitLocked();
+                DeliverLocked();
+                TrySendLocked();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                FailLocked(e as PeerLinkException ?? InternalError(e), sendReset: true);
+            }
         }
     }
 
@@ -852,6 +914,15 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
     private readonly List<(long Start, long End)> _overlaps = new();
 
+    private void WakePumpLocked()
+    {
+        if (_waitingForSpace)
+        {
+            _waitingForSpace = false;
+            _sendSpace.Set();
+        }
+    }
+
     private void ReleaseAckedLocked()
     {
         long prefix = _ackedStream.ContiguousFrom(_ackedPrefix);
@@ -862,13 +933,21 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             _lostStream.RemoveBelow(prefix);
             while (_chunks.Count > 0 && _chunkBase + ChunkSize <= _ackedPrefix)
             {
-                ArrayPool<byte>.Shared.Return(_chunks[0]);
+                // Kept for the next chunk while data flows; given back once everything is acknowledged.
+                _spareChunks.Push(_chunks[0]);
                 _chunks.RemoveAt(0);
                 _chunkBase += ChunkSize;
             }
 
-            (TaskCompletionSource? space, _sendSpace) = (_sendSpace, null);
-            space?.TrySetResult();
+            if (_ackedPrefix == _sendEnd)
+            {
+                while (_spareChunks.TryPop(out byte[]? spare))
+                {
+                    ArrayPool<byte>.Shared.Return(spare);
+                }
+            }
+
+            WakePumpLocked();
         }
 
         if (_finAcked && _ackedPrefix >= _finOffset && _finOffset >= 0)
@@ -889,7 +968,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             {
                 ReadResult result = await reader.ReadAsync().ConfigureAwait(false);
                 ReadOnlySequence<byte> buffer = result.Buffer;
-                Task? wait = null;
+                bool wait = false;
                 long taken;
                 lock (_gate)
                 {
@@ -920,15 +999,15 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
                     if (taken < buffer.Length)
                     {
-                        _sendSpace ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                        wait = _sendSpace.Task;
+                        _waitingForSpace = true;
+                        wait = true;
                     }
                 }
 
                 reader.AdvanceTo(buffer.GetPosition(taken));
-                if (wait is not null)
+                if (wait)
                 {
-                    await wait.ConfigureAwait(false);
+                    await _sendSpace.WaitAsync().ConfigureAwait(false);
                 }
             }
         }
@@ -949,7 +1028,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 int within = (int)((_sendEnd - _chunkBase) % ChunkSize);
                 if (chunk == _chunks.Count)
                 {
-                    _chunks.Add(ArrayPool<byte>.Shared.Rent(ChunkSize));
+                    _chunks.Add(_spareChunks.TryPop(out byte[]? spare) ? spare : ArrayPool<byte>.Shared.Rent(ChunkSize));
                 }
 
                 int take = Math.Min(span.Length, ChunkSize - within);
@@ -1392,8 +1471,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
         _incoming.Writer.Complete(error);
         _outgoing.Reader.Complete(error);
-        (TaskCompletionSource? space, _sendSpace) = (_sendSpace, null);
-        space?.TrySetResult();
+        WakePumpLocked();
         _sendDone.TrySetResult();
         Cancel();
         ReleaseLocked();
@@ -1426,12 +1504,20 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
 
         _chunks.Clear();
+        while (_spareChunks.TryPop(out byte[]? spareChunk))
+        {
+            ArrayPool<byte>.Shared.Return(spareChunk);
+        }
         foreach ((byte[] buffer, int _) in _segments.Values)
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
         _segments.Clear();
+        while (_spareSegments.TryPop(out byte[]? spare))
+        {
+            ArrayPool<byte>.Shared.Return(spare);
+        }
         _timer.Dispose();
         _keys.Dispose();
         _onReleased(this);
