@@ -35,6 +35,9 @@ internal sealed class ImpairedDatagramLink : IDatagramSender
 
     public TimeSpan MaxDelay { get; set; }
 
+    /// <summary>Datagrams larger than this are dropped (a path MTU); no limit when 0.</summary>
+    public int MaxDatagramSize { get; set; }
+
     /// <summary>When set, every datagram is dropped (the link is dead).</summary>
     public bool Dead { get; set; }
 
@@ -52,7 +55,7 @@ internal sealed class ImpairedDatagramLink : IDatagramSender
         TimeSpan delay;
         lock (_gate)
         {
-            if (Dead || _random.NextDouble() < Loss)
+            if (Dead || (MaxDatagramSize > 0 && datagram.Length > MaxDatagramSize) || _random.NextDouble() < Loss)
             {
                 Interlocked.Increment(ref _dropped);
                 return;

@@ -126,6 +126,14 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
             // Room for bursts: many sessions share this socket (the kernel may cap it lower: net.core.rmem_max).
             socket.ReceiveBufferSize = 4 * 1024 * 1024;
             socket.SendBufferSize = 4 * 1024 * 1024;
+            try
+            {
+                // Path MTU probes must be dropped when too large, never fragmented (RFC 8899 §3).
+                socket.DontFragment = true;
+            }
+            catch (Exception e) when (e is SocketException or NotSupportedException)
+            {
+            }
             socket.Bind(localEndPoint);
         }
         catch (SocketException e)
@@ -368,6 +376,7 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
         await Task.Yield();
         byte[] buffer = GC.AllocateUninitializedArray<byte>(DatagramWire.MaxDatagramSize + 1);
         var address = new SocketAddress(_socket.AddressFamily);
+        int burst = 0;
         while (!_stop.IsCancellationRequested)
         {
             int received;
@@ -389,19 +398,36 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
                 continue;   // larger than anything PeerLink sends
             }
 
+            // While the socket holds more, sessions only take in what arrives; once it is drained (or after a bounded
+            // burst) each touched session hands its data over and answers once.
+            bool more = burst < MaxBurst && _socket.Available > 0;
+            burst = more ? burst + 1 : 0;
             try
             {
-                Dispatch(buffer.AsSpan(0, received), address);
+                Dispatch(buffer.AsSpan(0, received), address, more);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 // Input from the network never stops the loop.
                 UdpLog.DatagramDropped(_logger, e.GetType().Name, e.Message);
             }
+
+            if (!more)
+            {
+                foreach (DatagramConnection touched in _deferred)
+                {
+                    touched.FlushDeferred();
+                }
+
+                _deferred.Clear();
+            }
         }
     }
 
-    private void Dispatch(ReadOnlySpan<byte> datagram, SocketAddress from)
+    private const int MaxBurst = 32;
+    private readonly System.Collections.Generic.List<DatagramConnection> _deferred = new();
+
+    private void Dispatch(ReadOnlySpan<byte> datagram, SocketAddress from, bool more)
     {
         if (!DatagramWire.IsPeerLink(datagram))
         {
@@ -413,7 +439,10 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
             case DatagramWire.Transport:
                 if (_byIndex.TryGetValue(DatagramWire.ReceiverIndex(datagram), out object? target) && target is DatagramConnection connection)
                 {
-                    connection.OnDatagram(datagram, from);
+                    if (connection.OnDatagram(datagram, from, more) && !_deferred.Contains(connection))
+                    {
+                        _deferred.Add(connection);
+                    }
                 }
 
                 break;

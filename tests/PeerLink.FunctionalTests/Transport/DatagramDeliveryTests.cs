@@ -32,6 +32,7 @@ public sealed class DatagramDeliveryTests
         {
             link.Loss = loss;
             link.Duplication = loss / 2;
+            link.MaxDatagramSize = 1500;      // an Ethernet path
             link.MinDelay = TimeSpan.FromMilliseconds(delayMs);
             link.MaxDelay = TimeSpan.FromMilliseconds(delayMs + jitterMs);
         });
@@ -55,6 +56,36 @@ public sealed class DatagramDeliveryTests
 
         await a.ConnectionClosed.WaitHandle.WaitOneAsync(Limit);
         await b.ConnectionClosed.WaitHandle.WaitOneAsync(Limit);
+    }
+
+    [Theory]
+    [InlineData(1280, 1232)]      // the IPv6 minimum: the base size, no probe passes
+    [InlineData(1500, 1452)]      // Ethernet: the first probe passes, the jumbo one does not
+    [InlineData(9000, 8952)]
+    [InlineData(0, 16384)]        // no limit (a loopback): the largest PeerLink uses
+    public async Task PathMtuDiscoveryFindsTheLargestSizeThatPassesAndDataFlowsAtIt(int pathMtu, int expected)
+    {
+        var settings = new DatagramConnectionSettings();
+        (DatagramConnection a, DatagramConnection b, ImpairedDatagramLink toB, _) = ImpairedDatagramLink.Pair(settings, impair: link => link.MaxDatagramSize = pathMtu);
+        await using DatagramConnection first = a;
+        await using DatagramConnection second = b;
+        // Some traffic gives a round trip to time the probes by; the search then goes on by itself.
+        await a.Transport.Output.WriteAsync(new byte[1000]);
+        await ReadExactlyAsync(b.Transport.Input, 1000).WaitAsync(Limit);
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        while (!a.IsPathMtuSearchDone)
+        {
+            Assert.True(deadline.Elapsed < Limit, "the path MTU search did not end");
+            await Task.Delay(10);   // polls a state; the search's own timers decide when it ends
+        }
+
+        Assert.Equal(expected, a.DatagramSize);
+        byte[] data = RandomNumberGenerator.GetBytes(2 * 1024 * 1024);
+        Task sending = WriteAndCompleteAsync(a.Transport.Output, data);
+        byte[] received = await ReadToEndAsync(b.Transport.Input).WaitAsync(Limit);
+        await sending.WaitAsync(Limit);
+        Assert.True(data.AsSpan().SequenceEqual(received), "the data flows at the size found");
+        Assert.Equal(pathMtu == 0 ? 0 : 3, toB.Dropped);     // only the three tries of the size that does not pass
     }
 
     [Fact]

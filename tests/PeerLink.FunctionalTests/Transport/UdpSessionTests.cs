@@ -153,7 +153,7 @@ public sealed class UdpSessionTests : PeerIdentities
     public async Task KeysUpdateUnderTrafficWithoutLosingAMessage()
     {
         SecureSessionOptions alice = Options(Alice);
-        alice.RekeyAfterMessages = 64;      // a new key every 64 datagrams
+        alice.RekeyAfterMessages = 16;      // a new key every 16 datagrams
         await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
         await using UdpTransport client = UdpTransport.Bind(AnyLoopback, alice);
         ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);

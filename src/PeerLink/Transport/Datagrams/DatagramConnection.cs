@@ -87,8 +87,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private readonly Pipe _incoming;     // us → session
     private readonly CancellationTokenSource _closed = new();
     private readonly ITimer _timer;
-    private readonly byte[] _packet = new byte[DatagramWire.MaxDatagramSize];
-    private readonly byte[] _plaintext = new byte[DatagramWire.MaxDatagramSize];
+    private byte[] _packet = new byte[DatagramWire.InitialBufferSize];
+    private byte[] _plaintext = new byte[DatagramWire.InitialBufferSize];
     private SocketAddress _remote;
     private Task _pump = Task.CompletedTask;
 
@@ -114,6 +114,14 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private int _sentCount;
     private long _bytesInFlight;
     private long _largestAcked = -1;
+
+    // Path MTU discovery (RFC 8899): the plaintext that fits one datagram now, and the probe in flight.
+    private int _maxPayload;
+    private int _probeStep;
+    private int _probeFailures;
+    private long _probeNumber = -1;
+    private long _nextProbeAt;
+    private long _probeSentAt;
     private long _lossTime = long.MaxValue;
     private long _lastAckElicitingSentAt;
     private long _lastProgressAt;
@@ -177,6 +185,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         // connection reuses; a pipe's segments come from the shared pool, which keeps only a few per core.
         _outgoing = new Pipe(new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, useSynchronizationContext: false));
         _incoming = new Pipe(new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, minimumSegmentSize: 16 * 1024, useSynchronizationContext: false));
+        _maxPayload = settings.MaxPayload;
         _cwnd = Math.Min(10L * settings.MaxPayload, Math.Max(14720, 2L * settings.MaxPayload));
         _advertisedLimit = settings.ReceiveWindowBytes;
         _lastProgressAt = _time.GetTimestamp();
@@ -339,52 +348,103 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
     }
 
-    /// <summary>A transport datagram for this connection, from the socket's receive loop.</summary>
-    public void OnDatagram(ReadOnlySpan<byte> datagram, SocketAddress from)
+    /// <summary>
+    /// A transport datagram for this connection, from the socket's receive loop. With <paramref name="moreQueued"/> the
+    /// socket holds more datagrams already: what this one delivers is not yet handed to the session, and nothing is sent
+    /// in answer, until <see cref="FlushDeferred"/>, so that a burst wakes the session once and is acknowledged once.
+    /// Returns true when <see cref="FlushDeferred"/> must follow.
+    /// </summary>
+    public bool OnDatagram(ReadOnlySpan<byte> datagram, SocketAddress from, bool moreQueued = false)
     {
         lock (_gate)
         {
             if (_released)
             {
-                return;
+                return false;
             }
 
-            bool opened;
-            ulong counter;
-            int length;
+            _deferring = moreQueued;
             try
             {
-                opened = _keys.TryOpen(datagram, _plaintext, out counter, out length);
+                return OnDatagramLocked(datagram) && moreQueued;
             }
-            catch (ObjectDisposedException)
+            finally
+            {
+                _deferring = false;
+            }
+        }
+    }
+
+    /// <summary>Hands what deferred datagrams delivered to the session, and sends what they call for (acknowledgements, data).</summary>
+    public void FlushDeferred()
+    {
+        lock (_gate)
+        {
+            if (_released || _failed)
             {
                 return;
             }
 
-            if (!opened)
-            {
-                _rejected++;
-                return;
-            }
-
-            _handshakeTail = null;
             try
             {
-                ProcessLocked(_plaintext.AsSpan(0, length), (long)counter);
-                if (!_failed)
-                {
-                    TrySendLocked();
-                }
-            }
-            catch (PeerLinkException e)
-            {
-                FailLocked(e, sendReset: true);
+                DeliverLocked();
+                TrySendLocked();
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                FailLocked(InternalError(e), sendReset: true);
+                FailLocked(e as PeerLinkException ?? InternalError(e), sendReset: true);
             }
         }
+    }
+
+    private bool _deferring;
+
+    private bool OnDatagramLocked(ReadOnlySpan<byte> datagram)
+    {
+        bool opened;
+        ulong counter;
+        int length;
+        if (datagram.Length > _plaintext.Length)
+        {
+            _plaintext = new byte[DatagramWire.MaxDatagramSize];   // the peer found a larger path
+        }
+
+        try
+        {
+            opened = _keys.TryOpen(datagram, _plaintext, out counter, out length);
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+
+        if (!opened)
+        {
+            _rejected++;
+            return false;
+        }
+
+        _handshakeTail = null;
+        try
+        {
+            ProcessLocked(_plaintext.AsSpan(0, length), (long)counter);
+            if (!_failed && !_deferring)
+            {
+                TrySendLocked();
+            }
+        }
+        catch (PeerLinkException e)
+        {
+            FailLocked(e, sendReset: true);
+            return false;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            FailLocked(InternalError(e), sendReset: true);
+            return false;
+        }
+
+        return !_failed;
     }
 
     // ---------------------------------------------------------------- receive
@@ -514,7 +574,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's overlapping segments exceed the receive window.");
             }
 
-            byte[] buffer = RentSegment();
+            byte[] buffer = RentSegment(length);
             data.CopyTo(buffer);
             _segments.Add(offset, (buffer, length));
             _segmentBytes += length;
@@ -557,6 +617,12 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             ReturnSegment(buffer);
         }
 
+        if (wrote && _deferring)
+        {
+            _unflushed = true;      // FlushDeferred hands it over, once for the whole burst
+            return;
+        }
+
         if (wrote)
         {
             ValueTask<FlushResult> flush = writer.FlushAsync();
@@ -587,10 +653,15 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     /// A buffer for one held segment. Spares are kept while data flows (the shared pool keeps only a few per size, and a
     /// window's worth of segments can wait while the session is behind), and given back after a quiet second.
     /// </summary>
-    private byte[] RentSegment()
+    private byte[] RentSegment(int length)
     {
         _segmentRentedAt = _time.GetTimestamp();
-        return _spareSegments.TryPop(out byte[]? spare) ? spare : ArrayPool<byte>.Shared.Rent(DatagramWire.MaxDatagramSize);
+        if (_spareSegments.TryPeek(out byte[]? spare) && spare.Length >= length)
+        {
+            return _spareSegments.Pop();
+        }
+
+        return ArrayPool<byte>.Shared.Rent(Math.Max(length, DatagramWire.InitialBufferSize));
     }
 
     private void ReturnSegment(byte[] buffer)
@@ -714,6 +785,12 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
                 packet.Settled = true;
                 newlyAcked = true;
+                if (packet.Probe)
+                {
+                    OnProbeAcked(packet.Size);
+                    continue;
+                }
+
                 if (packet.Number > largestNewly)
                 {
                     largestNewly = packet.Number;
@@ -756,9 +833,10 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         {
             _bytesInFlight -= packet.Size;
             // NewReno (RFC 9002 §7.3): no growth for packets sent before the current recovery period began.
-            if (packet.SentAt > _recoveryStart)
+            if (packet.SentAt > _recoveryStart && _bytesInFlight + packet.Size >= _cwnd / 2)
             {
-                _cwnd += _cwnd < _ssthresh ? packet.Size : Math.Max(1, (long)_settings.MaxPayload * packet.Size / _cwnd);
+                // Grow only while the window is what limits the sender (RFC 9002 §7.8), so that it stays meaningful.
+                _cwnd += _cwnd < _ssthresh ? packet.Size : Math.Max(1, (long)_maxPayload * packet.Size / _cwnd);
             }
         }
 
@@ -864,6 +942,12 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private void DeclareLostLocked(ref SentPacket packet, long now)
     {
         packet.Settled = true;
+        if (packet.Probe)
+        {
+            OnProbeLost(now);     // a probe too large for the path: not congestion, nothing to resend
+            return;
+        }
+
         packet.Lost = true;
         if (packet.AckEliciting)
         {
@@ -892,8 +976,116 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             _cwndBeforeRecovery = _cwnd;
             _ssthreshBeforeRecovery = _ssthresh;
             _recoveryStart = now;
-            _ssthresh = Math.Max(_cwnd / 2, 2L * _settings.MaxPayload);
+            _ssthresh = Math.Max(_cwnd / 2, 2L * _maxPayload);
             _cwnd = _ssthresh;
+        }
+    }
+
+    private void OnProbeAcked(int size)
+    {
+        _probeNumber = -1;
+        _probeFailures = 0;
+        int payload = size - DatagramWire.TransportHeaderSize - DatagramWire.TagSize;
+        if (payload > _maxPayload)
+        {
+            _maxPayload = payload;
+            if (_packet.Length < size)
+            {
+                _packet = new byte[size];
+                _plaintextSend = new byte[size];
+            }
+
+            PathMtuRaised++;
+            // The window is in bytes: keep at least the initial window of the new size (RFC 9002 §7.2).
+            _cwnd = Math.Max(_cwnd, Math.Min(10L * _maxPayload, Math.Max(14720, 2L * _maxPayload)));
+        }
+
+        _probeStep++;
+        _nextProbeAt = _probeStep >= DatagramWire.ProbeSizes.Length
+            ? _time.GetTimestamp() + ToTicks(TimeSpan.FromMinutes(10))     // at the top: look again in ten minutes
+            : _time.GetTimestamp();
+    }
+
+    private void OnProbeLost(long now)
+    {
+        _probeNumber = -1;
+        if (++_probeFailures >= 3)
+        {
+            // This size does not pass: the search is over; try again in ten minutes (RFC 8899 §5.1.1's raise timer).
+            _probeFailures = 0;
+            _probeStep = DatagramWire.ProbeSizes.Length;
+            _nextProbeAt = now + ToTicks(TimeSpan.FromMinutes(10));
+        }
+        else
+        {
+            _nextProbeAt = now + ToTicks(CurrentRto());
+        }
+    }
+
+    /// <summary>Sends the next path MTU probe when one is due: PING and PADDING up to the next size, acknowledged but never resent.</summary>
+    private void ProbeLocked(long now)
+    {
+        if (_probeNumber >= 0 || now < _nextProbeAt || !_hasRtt || _failed)
+        {
+            return;
+        }
+
+        if (_probeStep >= DatagramWire.ProbeSizes.Length)
+        {
+            _probeStep = 0;      // the raise timer expired: search again from the bottom
+        }
+
+        int size = DatagramWire.ProbeSizes[_probeStep];
+        if (size <= _maxPayload + DatagramWire.TransportHeaderSize + DatagramWire.TagSize)
+        {
+            _probeStep++;
+            return;
+        }
+
+        byte[] plaintext = ArrayPool<byte>.Shared.Rent(size);
+        byte[] packet = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            int length = size - DatagramWire.TransportHeaderSize - DatagramWire.TagSize;
+            plaintext.AsSpan(0, length).Clear();
+            plaintext[0] = FramePing;       // then PADDING (zeros) to the end
+            _keys.Seal(packet, RemoteIndex, plaintext.AsSpan(0, length), out ulong number);
+            _sender.Send(packet.AsSpan(0, size), _remote);
+            _probeNumber = (long)number;
+            _probeSentAt = now;
+            AddSent(new SentPacket { Number = (long)number, SentAt = now, Size = size, AckEliciting = true, Probe = true });
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(plaintext);
+            ArrayPool<byte>.Shared.Return(packet);
+        }
+    }
+
+    /// <summary>True once path MTU discovery has no probe left to try (until its raise timer), for tests.</summary>
+    internal bool IsPathMtuSearchDone
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _probeStep >= DatagramWire.ProbeSizes.Length && _probeNumber < 0;
+            }
+        }
+    }
+
+    /// <summary>How many times path MTU discovery raised the datagram size (for tests and diagnostics).</summary>
+    public int PathMtuRaised { get; private set; }
+
+    /// <summary>The largest datagram this connection sends now.</summary>
+    public int DatagramSize
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _maxPayload + DatagramWire.TransportHeaderSize + DatagramWire.TagSize;
+            }
         }
     }
 
@@ -1061,12 +1253,13 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
 
         long now = _time.GetTimestamp();
+        ProbeLocked(now);
         RefillPacingLocked(now);
         while (true)
         {
             bool probe = _probesAllowed > 0;
-            bool cwndOpen = _bytesInFlight + _settings.MaxPayload <= _cwnd || probe;
-            bool paced = _pacingBudgetBytes >= _settings.MaxPayload || probe;
+            bool cwndOpen = _bytesInFlight + _maxPayload <= _cwnd || _bytesInFlight == 0 || probe;
+            bool paced = _pacingBudgetBytes >= _maxPayload || probe;
             long offset = 0;
             int length = 0;
             bool fin = false;
@@ -1074,7 +1267,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             if (cwndOpen)
             {
                 int overhead = (AckPending ? 6 + (Math.Min(_received.Count, MaxAckRanges) * AckRangeSize) : 0) + (_limitDirty ? 9 : 0) + StreamHeaderSize;
-                haveStream = NextStreamRangeLocked(_settings.MaxPayload - overhead, out offset, out length, out fin);
+                haveStream = NextStreamRangeLocked(_maxPayload - overhead, out offset, out length, out fin);
             }
 
             if (haveStream && !paced)
@@ -1196,7 +1389,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
     }
 
-    private readonly byte[] _plaintextSend = new byte[DatagramWire.MaxDatagramSize];
+    private byte[] _plaintextSend = new byte[DatagramWire.InitialBufferSize];
 
     private int WriteAck(Span<byte> destination, long now)
     {
@@ -1222,7 +1415,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private void RefillPacingLocked(long now)
     {
         // Pacing (RFC 9002 §7.7): a rate of 1.25 · cwnd / srtt, with a burst of up to ten packets.
-        long burst = 10L * _settings.MaxPayload;
+        long burst = 10L * _maxPayload;
         if (!_hasRtt || _srtt <= TimeSpan.Zero)
         {
             _pacingBudgetBytes = Math.Max(_pacingBudgetBytes, burst);
@@ -1239,7 +1432,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private long PacingDelayTicks()
     {
         double rate = _hasRtt && _srtt > TimeSpan.Zero ? 1.25 * _cwnd / _srtt.TotalSeconds : double.MaxValue;
-        double seconds = Math.Max(0.001, (_settings.MaxPayload - _pacingBudgetBytes) / rate);
+        double seconds = Math.Max(0.001, (_maxPayload - _pacingBudgetBytes) / rate);
         return (long)(seconds * _time.TimestampFrequency);
     }
 
@@ -1312,6 +1505,15 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         if (_lossTime != long.MaxValue)
         {
             due = Math.Min(due, _lossTime);
+        }
+
+        if (_probeNumber >= 0)
+        {
+            due = Math.Min(due, _probeSentAt + ToTicks(CurrentRto() * 2));
+        }
+        else if (_probeStep < DatagramWire.ProbeSizes.Length && _hasRtt && !_failed)
+        {
+            due = Math.Min(due, _nextProbeAt);     // the search goes on while the session is idle
         }
 
         if (_lingerUntil != long.MaxValue)
@@ -1390,6 +1592,23 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 _ackNow = true;
             }
 
+            if (_probeNumber >= 0 && now >= _probeSentAt + ToTicks(CurrentRto() * 2))
+            {
+                // No acknowledgement for the probe: too large for the path (or lost; three tries decide).
+                int at = FindFirst(_probeNumber);
+                if (at < _sentCount && SentAt(at).Number == _probeNumber && !SentAt(at).Settled)
+                {
+                    DeclareLostLocked(ref SentAt(at), now);
+                }
+
+                if (_probeNumber >= 0)
+                {
+                    OnProbeLost(now);
+                }
+
+                PopSettled();
+            }
+
             if (_lossTime != long.MaxValue && now >= _lossTime)
             {
                 DetectLossesLocked(now);
@@ -1421,16 +1640,17 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                     ref SentPacket oldest = ref SentAt(i);
                     if (!oldest.Settled)
                     {
+                        bool probe = oldest.Probe;
                         long recovery = _recoveryStart;
                         DeclareLostLocked(ref oldest, now);
                         _recoveryStart = Math.Max(recovery, now);
-                        resent++;
+                        resent += probe ? 0 : 1;
                     }
                 }
 
                 PopSettled();
-                _ssthresh = Math.Max(_cwnd / 2, 2L * _settings.MaxPayload);
-                _cwnd = 2L * _settings.MaxPayload;
+                _ssthresh = Math.Max(_cwnd / 2, 2L * _maxPayload);
+                _cwnd = 2L * _maxPayload;
                 _probesAllowed = 2;
                 _lastAckElicitingSentAt = now;
             }
@@ -1589,6 +1809,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         public bool AckEliciting;
         public bool Settled;
         public bool Lost;
+        public bool Probe;
         public long StreamOffset;
         public int StreamLength;
         public bool Fin;

@@ -31,8 +31,17 @@ internal static class DatagramWire
     /// <summary>The largest UDP payload PeerLink sends before path MTU discovery: a 1,280-byte IPv6 packet less 40 + 8 bytes of headers.</summary>
     public const int BaseDatagramSize = 1232;
 
-    /// <summary>The largest datagram read (anything longer is truncated and dropped).</summary>
-    public const int MaxDatagramSize = 1500;
+    /// <summary>The largest datagram PeerLink sends or reads: the top of path MTU discovery (anything longer is dropped).</summary>
+    public const int MaxDatagramSize = 16384;
+
+    /// <summary>Buffers start at this size and grow only when path MTU discovery finds a larger path.</summary>
+    public const int InitialBufferSize = 1500;
+
+    /// <summary>
+    /// Datagram sizes that path MTU discovery tries in turn after the base (RFC 8899 search): Ethernet less IPv6 and UDP
+    /// headers, a jumbo frame less the same, and the largest PeerLink uses (a loopback or a jumbo LAN).
+    /// </summary>
+    public static ReadOnlySpan<int> ProbeSizes => [1452, 8952, MaxDatagramSize];
 
     /// <summary>The largest plaintext of a transport datagram at the base size.</summary>
     public const int BasePayloadSize = BaseDatagramSize - TransportHeaderSize - TagSize;
