@@ -25,11 +25,8 @@ public sealed class UdpSessionTests : PeerIdentities
     [InlineData(false)]
     public async Task IkAndXxSessionsCarryMessagesBothWays(bool knowsPeer)
     {
-        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
-        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
-        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
-        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, knowsPeer ? Bob.PeerId : null, Timeout);
-        await using SecureSession b = await accepting;
+        await using UdpPair pair = await UdpPair.OpenAsync(Options(Alice), Options(Bob), knowsPeer ? Bob.PeerId : null);
+        (SecureSession a, SecureSession b) = (pair.A, pair.B);
 
         Assert.Equal(Bob.PeerId, a.RemotePeerId);
         Assert.Equal(Alice.PeerId, b.RemotePeerId);
@@ -50,11 +47,8 @@ public sealed class UdpSessionTests : PeerIdentities
     [Fact]
     public async Task LargeMessagesAndManySmallOnesArriveWholeAndInOrder()
     {
-        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
-        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
-        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
-        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout);
-        await using SecureSession b = await accepting;
+        await using UdpPair pair = await UdpPair.OpenAsync(Options(Alice), Options(Bob), Bob.PeerId);
+        (SecureSession a, SecureSession b) = (pair.A, pair.B);
 
         byte[] big = RandomNumberGenerator.GetBytes(1024 * 1024);
         const int Small = 5000;
@@ -85,11 +79,8 @@ public sealed class UdpSessionTests : PeerIdentities
     [Fact]
     public async Task RequestsGetResponsesAndCloseReachesThePeer()
     {
-        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
-        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
-        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
-        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout);
-        await using SecureSession b = await accepting;
+        await using UdpPair pair = await UdpPair.OpenAsync(Options(Alice), Options(Bob), Bob.PeerId);
+        (SecureSession a, SecureSession b) = (pair.A, pair.B);
 
         Task answering = Task.Run(async () =>
         {
@@ -110,11 +101,8 @@ public sealed class UdpSessionTests : PeerIdentities
     [Fact]
     public async Task UnreliableMessagesArriveWholeBesideReliableOnes()
     {
-        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
-        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, Options(Alice));
-        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
-        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout);
-        await using SecureSession b = await accepting;
+        await using UdpPair pair = await UdpPair.OpenAsync(Options(Alice), Options(Bob), Bob.PeerId);
+        (SecureSession a, SecureSession b) = (pair.A, pair.B);
 
         Assert.InRange(a.MaxUnreliableMessageSize, 900, 1200);
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => a.SendAsync(new byte[a.MaxUnreliableMessageSize + 1], MessageDelivery.Unreliable, Timeout).AsTask());
@@ -154,11 +142,8 @@ public sealed class UdpSessionTests : PeerIdentities
     {
         SecureSessionOptions alice = Options(Alice);
         alice.RekeyAfterMessages = 16;      // a new key every 16 datagrams
-        await using UdpTransport server = UdpTransport.Bind(AnyLoopback, Options(Bob));
-        await using UdpTransport client = UdpTransport.Bind(AnyLoopback, alice);
-        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
-        await using SecureSession a = await client.ConnectAsync(server.LocalEndPoint, Bob.PeerId, Timeout);
-        await using SecureSession b = await accepting;
+        await using UdpPair pair = await UdpPair.OpenAsync(alice, Options(Bob), Bob.PeerId);
+        (SecureSession a, SecureSession b) = (pair.A, pair.B);
 
         const int Count = 2000;
         Task sending = Task.Run(async () =>
@@ -214,5 +199,38 @@ public sealed class UdpSessionTests : PeerIdentities
         PeerLinkException e = await Assert.ThrowsAsync<PeerLinkException>(() => client.ConnectAsync(server.LocalEndPoint, Mallory.PeerId, Timeout));
         Assert.Equal(PeerLinkError.HandshakeTimeout, e.Error);
         Assert.Equal(0, server.HandshakesRun);   // mac1 was for another key: no Diffie-Hellman spent
+    }
+}
+
+/// <summary>Two UDP transports on loopback and one session between them (a → b), disposed together.</summary>
+internal sealed class UdpPair : IAsyncDisposable
+{
+    private UdpTransport _server = null!;
+    private UdpTransport _client = null!;
+
+    public SecureSession A { get; private set; } = null!;
+
+    public SecureSession B { get; private set; } = null!;
+
+    public static async Task<UdpPair> OpenAsync(SecureSessionOptions client, SecureSessionOptions server, PeerId? expected)
+    {
+        var pair = new UdpPair
+        {
+            _server = UdpTransport.Bind(new IPEndPoint(IPAddress.Loopback, 0), server),
+            _client = UdpTransport.Bind(new IPEndPoint(IPAddress.Loopback, 0), client),
+        };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        ValueTask<SecureSession> accepting = pair._server.AcceptAsync(timeout.Token);
+        pair.A = await pair._client.ConnectAsync(pair._server.LocalEndPoint, expected, timeout.Token);
+        pair.B = await accepting;
+        return pair;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await A.DisposeAsync();
+        await B.DisposeAsync();
+        await _client.DisposeAsync();
+        await _server.DisposeAsync();
     }
 }

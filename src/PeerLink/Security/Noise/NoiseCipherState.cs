@@ -123,19 +123,9 @@ public sealed class NoiseCipherState : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         NoiseCipher cipher = _cipher ?? throw new InvalidOperationException("Rekey needs a cipher state that has a key.");
-        Span<byte> buffer = stackalloc byte[NoiseCipher.KeySize + TagSize];
-        try
-        {
-            buffer.Clear();
-            cipher.Encrypt(ulong.MaxValue, default, buffer[..NoiseCipher.KeySize], buffer);
-            NoiseCipher next = NoiseCipher.Create(_kind, buffer[..NoiseCipher.KeySize]);
-            cipher.Dispose();
-            _cipher = next;
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(buffer);
-        }
+        NoiseCipher next = Next(cipher);
+        cipher.Dispose();
+        _cipher = next;
     }
 
     /// <summary>
@@ -178,14 +168,18 @@ public sealed class NoiseCipherState : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         NoiseCipher cipher = _cipher ?? throw new InvalidOperationException("Rekey needs a cipher state that has a key.");
+        return new NoiseCipherState(_kind) { _cipher = Next(cipher) };
+    }
+
+    /// <summary>The cipher of REKEY(k); <paramref name="cipher"/> stays as it is.</summary>
+    private NoiseCipher Next(NoiseCipher cipher)
+    {
         Span<byte> buffer = stackalloc byte[NoiseCipher.KeySize + TagSize];
         try
         {
             buffer.Clear();
             cipher.Encrypt(ulong.MaxValue, default, buffer[..NoiseCipher.KeySize], buffer);
-            var next = new NoiseCipherState(_kind);
-            next.InitializeKey(buffer[..NoiseCipher.KeySize]);
-            return next;
+            return NoiseCipher.Create(_kind, buffer[..NoiseCipher.KeySize]);
         }
         finally
         {
