@@ -181,6 +181,95 @@ public static class StunClient
         }
     }
 
+    /// <summary>
+    /// Sends a Binding request from a <see cref="UdpTransport"/>'s own socket, the one its sessions use, so that the
+    /// reflexive address learned is the one a peer must punch towards; the transport's sessions go on meanwhile.
+    /// </summary>
+    /// <param name="transport">The UDP transport whose socket asks.</param>
+    /// <param name="server">The STUN server.</param>
+    /// <param name="options">Retransmission and short-term credentials; defaults when null (long-term credentials need a socket of their own).</param>
+    /// <param name="loggerFactory">Logging; none when null.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <exception cref="PeerLinkException"><see cref="PeerLinkError.StunTimeout"/> when no answer came in time;
+    /// <see cref="PeerLinkError.StunError"/> for an error response or one that does not verify; a socket failure's own code.</exception>
+    public static async Task<StunBindingResult> BindingAsync(UdpTransport transport, IPEndPoint server, StunClientOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transport);
+        ArgumentNullException.ThrowIfNull(server);
+        options ??= new StunClientOptions();
+        options.Validate(nameof(options));
+        if (options.UseLongTermCredentials)
+        {
+            throw new ArgumentException("Long-term credentials need a challenge round: use BindingAsync with a socket.", nameof(options));
+        }
+
+        ILogger logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger(typeof(StunClient));
+        byte[]? key = options.Password is null ? null : StunCredentials.ShortTermKey(options.Password);
+        byte[] request = BuildRequest(0, options, key, null, out byte[] transactionId);
+        TransportAnswers answers = TransportAnswers.For(transport);
+        UInt128 id = IdOf(transactionId);
+        var answer = answers.Expect(id);
+        try
+        {
+            for (int attempt = 1; attempt <= options.MaxTransmissions; attempt++)
+            {
+                TimeSpan wait = WaitAfter(attempt, options);
+                NatLog.Transmission(logger, server, attempt, (int)wait.TotalMilliseconds);
+                long sentAt = options.TimeProvider.GetTimestamp();
+                transport.SendRaw(request, server);
+                Task answered = answer.Task;
+                if (await Task.WhenAny(answered, Task.Delay(wait, options.TimeProvider, cancellationToken)).ConfigureAwait(false) == answered)
+                {
+                    (StunMessage response, IPEndPoint from) = await answer.Task.ConfigureAwait(false);
+                    return ToResult(response, server, from, options.TimeProvider.GetElapsedTime(sentAt), key);
+                }
+
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
+            throw new PeerLinkException(PeerLinkError.StunTimeout, $"{server} did not answer {options.MaxTransmissions} Binding transmissions (initial RTO {options.InitialRto.TotalMilliseconds} ms).");
+        }
+        finally
+        {
+            answers.Forget(id);
+        }
+    }
+
+    /// <summary>The STUN answers arriving on one UDP transport, matched to the transactions waiting for them.</summary>
+    private sealed class TransportAnswers
+    {
+        private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<UdpTransport, TransportAnswers> s_all = new();
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<UInt128, TaskCompletionSource<(StunMessage, IPEndPoint)>> _pending = new();
+
+        public static TransportAnswers For(UdpTransport transport) => s_all.GetValue(transport, t =>
+        {
+            var answers = new TransportAnswers();
+            t.StunReceived = answers.OnDatagram;
+            return answers;
+        });
+
+        public TaskCompletionSource<(StunMessage, IPEndPoint)> Expect(UInt128 id)
+        {
+            var answer = new TaskCompletionSource<(StunMessage, IPEndPoint)>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _pending[id] = answer;
+            return answer;
+        }
+
+        public void Forget(UInt128 id) => _pending.TryRemove(id, out _);
+
+        private void OnDatagram(byte[] datagram, IPEndPoint from)
+        {
+            if (StunMessage.TryParse(datagram, out StunMessage? message, out _)
+                && message!.Class is StunClass.SuccessResponse or StunClass.ErrorResponse
+                && message.Method == StunMethod.Binding
+                && (!message.Has(StunAttributeType.Fingerprint) || message.HasValidFingerprint())
+                && _pending.TryGetValue(IdOf(message.TransactionId), out var answer))
+            {
+                answer.TrySetResult((message, from));
+            }
+        }
+    }
+
     /// <summary>RFC 8489 §6.2.1: after transmission k wait RTO·2^(k-1), and Rm·RTO after the last one.</summary>
     private static TimeSpan WaitAfter(int attempt, StunClientOptions options) =>
         attempt < options.MaxTransmissions ? options.InitialRto * Math.Pow(2, attempt - 1) : options.InitialRto * options.FinalWaitMultiplier;

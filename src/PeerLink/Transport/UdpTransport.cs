@@ -83,6 +83,27 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
     /// <summary>The bound endpoint, with the real port when port 0 was asked for.</summary>
     public IPEndPoint LocalEndPoint { get; }
 
+    /// <summary>
+    /// Takes every STUN datagram that arrives on this transport's socket (a copy, and its source), on the receive loop:
+    /// hand the work off at once. Set by PeerLink.Nat's STUN client.
+    /// </summary>
+    internal Action<byte[], IPEndPoint>? StunReceived { get; set; }
+
+    /// <summary>Sends a datagram that is not a session's (a STUN request) from this transport's socket.</summary>
+    /// <exception cref="PeerLinkException">The socket cannot send to <paramref name="remote"/>.</exception>
+    internal void SendRaw(ReadOnlySpan<byte> datagram, IPEndPoint remote)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        try
+        {
+            _socket.SendTo(datagram, SocketFlags.None, remote);
+        }
+        catch (SocketException e)
+        {
+            throw SocketErrors.Map(e, $"Cannot send to {remote}");
+        }
+    }
+
     /// <summary>Handshake initiations that cost this node Diffie-Hellman operations (for tests of the cookie defence).</summary>
     internal long HandshakesRun => Interlocked.Read(ref _handshakesRun);
 
@@ -429,9 +450,21 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
 
     private void Dispatch(ReadOnlySpan<byte> datagram, SocketAddress from, bool more)
     {
+        if (DatagramWire.IsStun(datagram))
+        {
+            // STUN shares the session socket, so that the address a STUN server sees is the one sessions use (punching
+            // depends on it). A copy goes to whoever listens (PeerLink.Nat's client); nothing else is done with it.
+            if (StunReceived is { } listener)
+            {
+                listener(datagram.ToArray(), (IPEndPoint)LocalEndPoint.Create(from));
+            }
+
+            return;
+        }
+
         if (!DatagramWire.IsPeerLink(datagram))
         {
-            return;   // STUN and strangers (STUN on this socket comes with UDP punching)
+            return;   // strangers
         }
 
         switch (datagram[0])

@@ -352,7 +352,7 @@ public sealed class StunClientServerTests
         using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var server = new IPEndPoint(IPAddress.Loopback, 3478);
 
-        await Assert.ThrowsAsync<ArgumentNullException>("socket", () => StunClient.BindingAsync(null!, server));
+        await Assert.ThrowsAsync<ArgumentNullException>("socket", () => StunClient.BindingAsync((System.Net.Sockets.Socket)null!, server));
         await Assert.ThrowsAsync<ArgumentException>("socket", () => StunClient.BindingAsync(tcp, server));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>("options", () => StunClient.BindingAsync(socket, server, new StunClientOptions { MaxTransmissions = 0 }));
         await Assert.ThrowsAsync<ArgumentException>("options", () => StunServer.StartAsync(new() { Username = "only-a-name" }));

@@ -212,6 +212,9 @@ internal sealed class UdpPair : IAsyncDisposable
 
     public SecureSession B { get; private set; } = null!;
 
+    /// <summary>The transport that opened <see cref="A"/>.</summary>
+    public UdpTransport ClientTransport => _client;
+
     public static async Task<UdpPair> OpenAsync(SecureSessionOptions client, SecureSessionOptions server, PeerId? expected)
     {
         var pair = new UdpPair
