@@ -189,6 +189,9 @@ internal sealed class RecordingUdpRelay : IDisposable
 
     public void InjectToServer(byte[] datagram) => _socket.SendTo(datagram, _server);
 
+    /// <summary>When it returns a socket for a client datagram, the datagram goes to the server from that socket instead.</summary>
+    public Func<byte[], Socket?>? Divert { get; set; }
+
     private async Task LoopAsync()
     {
         byte[] buffer = new byte[2048];
@@ -221,7 +224,7 @@ internal sealed class RecordingUdpRelay : IDisposable
             {
                 _client = result.RemoteEndPoint;
                 Captured.Enqueue(datagram);
-                _socket.SendTo(datagram, _server);
+                (Divert?.Invoke(datagram) ?? _socket).SendTo(datagram, _server);
             }
         }
     }

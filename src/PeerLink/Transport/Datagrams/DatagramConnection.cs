@@ -62,6 +62,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     internal const byte FrameMaxData = 0x04;
     internal const byte FrameReset = 0x05;
     internal const byte FrameMessage = 0x06;       // length:u16 data: one whole unreliable message
+    internal const byte FramePathChallenge = 0x07; // data[8]: answer with PATH_RESPONSE to the address it came from
+    internal const byte FramePathResponse = 0x08;  // data[8]: the challenge's data
     private const byte StreamFin = 0x01;
 
     /// <summary>How far a sender may send before the receiver's first MAX_DATA.</summary>
@@ -301,6 +303,82 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     /// <summary>Starts the pump that takes what the session writes.</summary>
     public void Start() => _pump = PumpAsync();
 
+    // Roaming: the address being validated, the challenge sent to it, and how many times.
+    private SocketAddress? _from;
+    private SocketAddress? _candidate;
+    private readonly byte[] _challenge = new byte[8];
+    private int _challengesSent;
+    private long _challengeSentAt;
+
+    /// <summary>Times the peer's address changed after a successful path challenge (for tests and diagnostics).</summary>
+    public int Migrations { get; private set; }
+
+    /// <summary>Raised (under the connection's lock: hand off at once) when the session moved to a new peer address.</summary>
+    public Action<DatagramConnection>? RemoteAddressChanged { get; set; }
+
+    private void StartPathValidationLocked(SocketAddress from)
+    {
+        if (_candidate is not null && _candidate.Equals(from))
+        {
+            return;   // already being validated
+        }
+
+        _candidate = new SocketAddress(from.Family, from.Size);
+        from.Buffer.Span[..from.Size].CopyTo(_candidate.Buffer.Span);
+        System.Security.Cryptography.RandomNumberGenerator.Fill(_challenge);
+        _challengesSent = 0;
+        SendChallengeLocked(_time.GetTimestamp());
+    }
+
+    private void SendChallengeLocked(long now)
+    {
+        if (_candidate is null)
+        {
+            return;
+        }
+
+        if (_challengesSent >= 3)
+        {
+            _candidate = null;     // no answer from there: stay where we are
+            return;
+        }
+
+        _challengesSent++;
+        _challengeSentAt = now;
+        SendPathFrameLocked(FramePathChallenge, _challenge, _candidate);
+        ArmTimerLocked(now + ToTicks(CurrentRto()));
+    }
+
+    private void OnPathResponseLocked(ReadOnlySpan<byte> data)
+    {
+        if (_candidate is null || !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(data, _challenge))
+        {
+            return;
+        }
+
+        _remote = _candidate;
+        _candidate = null;
+        Migrations++;
+        RemoteAddressChanged?.Invoke(this);
+        _ackNow = true;     // let the peer hear from the new path at once
+    }
+
+    /// <summary>A PATH_CHALLENGE or PATH_RESPONSE, alone in a datagram, to <paramref name="to"/> (not necessarily the current address).</summary>
+    private void SendPathFrameLocked(byte type, ReadOnlySpan<byte> data, SocketAddress to)
+    {
+        Span<byte> payload = stackalloc byte[9];
+        payload[0] = type;
+        data.CopyTo(payload[1..]);
+        try
+        {
+            int size = _keys.Seal(_packet, RemoteIndex, payload, out _);
+            _sender.Send(_packet.AsSpan(0, size), to);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or PeerLinkException)
+        {
+        }
+    }
+
     /// <summary>Takes unreliable messages (MESSAGE frames) as they arrive, on the socket's receive loop; the session sets it.</summary>
     public Action<ReadOnlySpan<byte>>? MessageReceived { get; set; }
 
@@ -366,7 +444,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             _deferring = moreQueued;
             try
             {
-                return OnDatagramLocked(datagram) && moreQueued;
+                return OnDatagramLocked(datagram, from) && moreQueued;
             }
             finally
             {
@@ -399,7 +477,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
     private bool _deferring;
 
-    private bool OnDatagramLocked(ReadOnlySpan<byte> datagram)
+    private bool OnDatagramLocked(ReadOnlySpan<byte> datagram, SocketAddress from)
     {
         bool opened;
         ulong counter;
@@ -427,7 +505,15 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         _handshakeTail = null;
         try
         {
+            long largestBefore = _largestReceived;
+            _from = from;
             ProcessLocked(_plaintext.AsSpan(0, length), (long)counter);
+            if (!_failed && (long)counter > largestBefore && !from.Equals(_remote))
+            {
+                // The newest datagram came from elsewhere: the peer's NAT rebound, or the peer moved. Move only once the
+                // new address proves it is the peer's (a path challenge), so this session cannot be aimed at a third party.
+                StartPathValidationLocked(from);
+            }
             if (!_failed && !_deferring)
             {
                 TrySendLocked();
@@ -477,6 +563,18 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                     ackEliciting = true;
                     Need(payload, 9);
                     _peerLimit = Math.Max(_peerLimit, (long)BinaryPrimitives.ReadUInt64BigEndian(payload[1..]));
+                    payload = payload[9..];
+                    break;
+                case FramePathChallenge:
+                    Need(payload, 9);
+                    ackEliciting = true;
+                    SendPathFrameLocked(FramePathResponse, payload.Slice(1, 8), _from!);   // to where the challenge came from
+                    payload = payload[9..];
+                    break;
+                case FramePathResponse:
+                    Need(payload, 9);
+                    ackEliciting = true;
+                    OnPathResponseLocked(payload.Slice(1, 8));
                     payload = payload[9..];
                     break;
                 case FrameMessage:
@@ -1607,6 +1705,11 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 }
 
                 PopSettled();
+            }
+
+            if (_candidate is not null && now >= _challengeSentAt + ToTicks(CurrentRto()))
+            {
+                SendChallengeLocked(now);
             }
 
             if (_lossTime != long.MaxValue && now >= _lossTime)
