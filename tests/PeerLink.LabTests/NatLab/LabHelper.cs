@@ -66,6 +66,10 @@ public static class LabHelper
                 case "device-session":
                     return await RendezvousLabHelper.RunAsync(args);
 
+                case "sink":
+                case "send":
+                    return await UdpLabHelper.RunAsync(args);
+
                 case "mdns-advertise":
                 case "mdns-browse":
                 case "peer-node":
@@ -73,7 +77,7 @@ public static class LabHelper
                     return await MdnsLabHelper.RunAsync(args);
 
                 default:
-                    Console.Error.WriteLine("usage: PeerLink.LabTests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS] | " + MdnsLabHelper.Usage + " | " + RendezvousLabHelper.Usage);
+                    Console.Error.WriteLine("usage: PeerLink.LabTests.dll stun-server PRIMARY ALTERNATE | nat-discover SERVER [--lifetime LIMIT_MS RESOLUTION_MS] | " + MdnsLabHelper.Usage + " | " + RendezvousLabHelper.Usage + " | " + UdpLabHelper.Usage);
                     return 2;
             }
         }

@@ -42,7 +42,7 @@ internal sealed record DatagramConnectionSettings
 
     public TimeSpan MaxAckDelay { get; init; } = TimeSpan.FromMilliseconds(5);
 
-    public TimeSpan MinRto { get; init; } = TimeSpan.FromMilliseconds(200);
+    public TimeSpan MinRto { get; init; } = TimeSpan.FromMilliseconds(20);
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
@@ -1752,8 +1752,14 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 }
 
                 PopSettled();
-                _ssthresh = Math.Max(_cwnd / 2, 2L * _maxPayload);
-                _cwnd = 2L * _maxPayload;
+                if (_rtoBackoff >= 2)
+                {
+                    // Timeouts in a row: persistent congestion (RFC 9002 §7.6), back to the minimum window. A single
+                    // timeout is a probe, as QUIC's PTO: the loss it reveals already halved the window once.
+                    _ssthresh = Math.Max(_cwnd / 2, 2L * _maxPayload);
+                    _cwnd = 2L * _maxPayload;
+                }
+
                 _probesAllowed = 2;
                 _lastAckElicitingSentAt = now;
             }
