@@ -23,12 +23,11 @@ public sealed class UdpRoamingTests : PeerIdentities
     [Fact]
     public async Task ASessionSurvivesANatRebindingMidTransferWithNothingLost()
     {
-        await using UdpTransport server = UdpTransport.Bind(new IPEndPoint(IPAddress.Loopback, 0), new SecureSessionOptions { Identity = Bob });
-        await using UdpTransport client = UdpTransport.Bind(new IPEndPoint(IPAddress.Loopback, 0), new SecureSessionOptions { Identity = Alice });
-        using var nat = new RebindingUdpNat(server.LocalEndPoint);
-        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
-        await using SecureSession a = await client.ConnectAsync(nat.EndPoint, Bob.PeerId, Timeout);
-        await using SecureSession b = await accepting;
+        RebindingUdpNat? created = null;
+        await using UdpPair pair = await OpenAsync(server => (created = new RebindingUdpNat(server)).EndPoint);
+        RebindingUdpNat nat = created!;
+        pair.Between = nat;
+        (SecureSession a, SecureSession b) = (pair.A, pair.B);
         EndPoint before = b.RemoteEndPoint!;
 
         const int Count = 3000;
@@ -56,12 +55,11 @@ public sealed class UdpRoamingTests : PeerIdentities
     [Fact]
     public async Task ADatagramFromAnAddressThatCannotAnswerDoesNotMoveTheSession()
     {
-        await using UdpTransport server = UdpTransport.Bind(new IPEndPoint(IPAddress.Loopback, 0), new SecureSessionOptions { Identity = Bob });
-        await using UdpTransport client = UdpTransport.Bind(new IPEndPoint(IPAddress.Loopback, 0), new SecureSessionOptions { Identity = Alice });
-        using var relay = new RecordingUdpRelay(server.LocalEndPoint);
-        ValueTask<SecureSession> accepting = server.AcceptAsync(Timeout);
-        await using SecureSession a = await client.ConnectAsync(relay.EndPoint, Bob.PeerId, Timeout);
-        await using SecureSession b = await accepting;
+        RecordingUdpRelay? created = null;
+        await using UdpPair pair = await OpenAsync(server => (created = new RecordingUdpRelay(server)).EndPoint);
+        RecordingUdpRelay relay = created!;
+        pair.Between = relay;
+        (SecureSession a, SecureSession b) = (pair.A, pair.B);
         EndPoint home = b.RemoteEndPoint!;
 
         // An attacker on the path sends the peer's next authenticated datagram from its own address first (it holds it
@@ -84,6 +82,9 @@ public sealed class UdpRoamingTests : PeerIdentities
         Assert.Equal(home, b.RemoteEndPoint);
         Assert.Equal(0, ((DatagramConnection)b.Connection).Migrations);
     }
+
+    private Task<UdpPair> OpenAsync(Func<IPEndPoint, IPEndPoint> via) =>
+        UdpPair.OpenAsync(new SecureSessionOptions { Identity = Alice }, new SecureSessionOptions { Identity = Bob }, Bob.PeerId, via);
 
     private static Task<int> CountAsync(SecureSession session, int count) => Task.Run(async () =>
     {

@@ -215,7 +215,8 @@ internal sealed class UdpPair : IAsyncDisposable
     /// <summary>The transport that opened <see cref="A"/>.</summary>
     public UdpTransport ClientTransport => _client;
 
-    public static async Task<UdpPair> OpenAsync(SecureSessionOptions client, SecureSessionOptions server, PeerId? expected)
+    /// <summary>Opens the pair; with <paramref name="via"/> the client connects to the address it returns for the server's (a relay or NAT of the test's).</summary>
+    public static async Task<UdpPair> OpenAsync(SecureSessionOptions client, SecureSessionOptions server, PeerId? expected, Func<IPEndPoint, IPEndPoint>? via = null)
     {
         var pair = new UdpPair
         {
@@ -224,10 +225,13 @@ internal sealed class UdpPair : IAsyncDisposable
         };
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         ValueTask<SecureSession> accepting = pair._server.AcceptAsync(timeout.Token);
-        pair.A = await pair._client.ConnectAsync(pair._server.LocalEndPoint, expected, timeout.Token);
+        pair.A = await pair._client.ConnectAsync(via?.Invoke(pair._server.LocalEndPoint) ?? pair._server.LocalEndPoint, expected, timeout.Token);
         pair.B = await accepting;
         return pair;
     }
+
+    /// <summary>Something between the two (a relay, a NAT) to dispose after them.</summary>
+    public IDisposable? Between { get; set; }
 
     public async ValueTask DisposeAsync()
     {
@@ -235,5 +239,6 @@ internal sealed class UdpPair : IAsyncDisposable
         await B.DisposeAsync();
         await _client.DisposeAsync();
         await _server.DisposeAsync();
+        Between?.Dispose();
     }
 }
