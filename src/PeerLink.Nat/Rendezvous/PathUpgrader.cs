@@ -37,14 +37,16 @@ internal sealed class PathUpgrader
     private readonly List<PathAttempt> _attempts = [];
     private readonly SemaphoreSlim _attemptGate = new(1, 1);
     private TaskCompletionSource<(PathCandidates Candidates, long At)>? _awaitingCandidates;
-    private (PunchPreparation Preparation, PathCandidates Theirs)? _responderAttempt;
+    private readonly UdpTransport? _udp;
+    private (Prepared Preparation, PathCandidates Theirs)? _responderAttempt;
     private ITimer? _retry;
     private int _attemptNumber;
     private int _failedInARow;
     private bool _direct;
 
-    public PathUpgrader(SecureSession session, MigratingConnection connection, PeerId self, RendezvousClientOptions options, Func<IPEndPoint?> stunServer, string rendezvous, ILoggerFactory loggerFactory, TimeProvider time)
+    public PathUpgrader(SecureSession session, MigratingConnection connection, PeerId self, RendezvousClientOptions options, Func<IPEndPoint?> stunServer, string rendezvous, UdpTransport? udp, ILoggerFactory loggerFactory, TimeProvider time)
     {
+        _udp = udp;
         _session = session;
         _connection = connection;
         _options = options;
@@ -114,7 +116,7 @@ internal sealed class PathUpgrader
     /// </summary>
     private void OnPathDied(string kind)
     {
-        if (kind != "direct-tcp" || !_direct)
+        if (kind is not ("direct-tcp" or "direct-udp") || !_direct)
         {
             return;
         }
@@ -146,7 +148,7 @@ internal sealed class PathUpgrader
                         await AnswerCandidatesAsync(candidates).ConfigureAwait(false);
                         break;
                     case PathSync sync when !_driver:
-                        (PunchPreparation Preparation, PathCandidates Theirs)? attempt;
+                        (Prepared Preparation, PathCandidates Theirs)? attempt;
                         lock (_gate)
                         {
                             attempt = _responderAttempt?.Theirs.Attempt == sync.Attempt ? _responderAttempt : null;
@@ -175,14 +177,19 @@ internal sealed class PathUpgrader
             return;
         }
 
-        PunchPreparation preparation = await TcpPunch.PrepareAsync(_stunServer(), _options.PunchAddresses, _loggerFactory, _stop.Token).ConfigureAwait(false);
+        Prepared preparation = await PrepareAsync().ConfigureAwait(false);
+        if (preparation.Udp is { } udp && theirs.UdpSecret is { Length: UdpPunch.SecretLength } secret)
+        {
+            udp.SetPeer(theirs.UdpIndex, secret, controlling: _driver);   // checks that come before SYNC are answered
+        }
+
         lock (_gate)
         {
             _responderAttempt?.Preparation.Dispose();
             _responderAttempt = (preparation, theirs);
         }
 
-        Send(new PathCandidates(theirs.Attempt, preparation.Token, [.. preparation.Candidates.Select(c => c.ToString())], preparation.Observed?.ToString()));
+        Send(preparation.ToCandidates(theirs.Attempt));
     }
 
     /// <summary>The callee's side: up to <paramref name="count"/> attempts, one at a time; then one a minute while relayed.</summary>
@@ -222,7 +229,7 @@ internal sealed class PathUpgrader
     private async Task AttemptAsync()
     {
         int number = Interlocked.Increment(ref _attemptNumber);
-        PunchPreparation preparation = await TcpPunch.PrepareAsync(_stunServer(), _options.PunchAddresses, _loggerFactory, _stop.Token).ConfigureAwait(false);
+        Prepared preparation = await PrepareAsync().ConfigureAwait(false);
         var answered = new TaskCompletionSource<(PathCandidates Candidates, long At)>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)
         {
@@ -230,7 +237,7 @@ internal sealed class PathUpgrader
         }
 
         long sentAt = _time.GetTimestamp();
-        Send(new PathCandidates(number, preparation.Token, [.. preparation.Candidates.Select(c => c.ToString())], preparation.Observed?.ToString()));
+        Send(preparation.ToCandidates(number));
         (PathCandidates Candidates, long At) answer;
         try
         {
@@ -260,7 +267,55 @@ internal sealed class PathUpgrader
         await PunchAndApplyAsync(preparation, answer.Candidates, number, delay: TimeSpan.FromTicks(Math.Min(rtt.Ticks / 2, TimeSpan.FromMilliseconds(500).Ticks))).ConfigureAwait(false);
     }
 
-    private async Task PunchAndApplyAsync(PunchPreparation preparation, PathCandidates theirs, int number, TimeSpan delay)
+    /// <summary>TCP and UDP preparations run side by side; either may be off by option.</summary>
+    private async Task<Prepared> PrepareAsync()
+    {
+        IReadOnlyList<IPAddress> hosts = _options.PunchAddresses
+            ?? (_udp is { } bound && !bound.LocalEndPoint.Address.Equals(IPAddress.Any) ? [bound.LocalEndPoint.Address] : TcpPunch.HostAddresses());
+        Task<PunchPreparation>? tcp = _options.PunchTcp ? TcpPunch.PrepareAsync(_stunServer(), _options.PunchAddresses, _loggerFactory, _stop.Token) : null;
+        Task<UdpPunch>? udp = _udp is not null ? UdpPunch.PrepareAsync(_udp, _stunServer(), hosts, _time, _stop.Token) : null;
+        PunchPreparation? tcpPrepared = null;
+        UdpPunch? udpPrepared = null;
+        Exception? failure = null;
+        if (tcp is not null)
+        {
+            try
+            {
+                tcpPrepared = await tcp.ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        }
+
+        if (udp is not null)
+        {
+            try
+            {
+                udpPrepared = await udp.ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The client is closing: its UDP socket is gone.
+            }
+            catch (Exception e)
+            {
+                failure ??= e;
+            }
+        }
+
+        if (failure is not null)
+        {
+            tcpPrepared?.Dispose();
+            udpPrepared?.Dispose();
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
+
+        return new Prepared(tcpPrepared, udpPrepared);
+    }
+
+    private async Task PunchAndApplyAsync(Prepared preparation, PathCandidates theirs, int number, TimeSpan delay)
     {
         using (preparation)
         {
@@ -278,26 +333,92 @@ internal sealed class PathUpgrader
                 }
             }
 
+            var udpCandidates = new List<UdpCandidate>();
+            foreach (string text in theirs.UdpCandidates ?? [])
+            {
+                if (UdpCandidate.TryParse(text, out UdpCandidate candidate) && udpCandidates.Count < 16)
+                {
+                    udpCandidates.Add(candidate);
+                }
+            }
+
             if (delay > TimeSpan.Zero)
             {
                 await Task.Delay(delay, _time, _stop.Token).ConfigureAwait(false);   // half a round trip: the SYNC's flight
             }
 
-            PunchResult result = await TcpPunch.PunchAsync(preparation, candidates, theirs.Token, _speakFirst, _options.PunchTimeout, new TcpTransportOptions(), _logger, _stop.Token).ConfigureAwait(false);
-            if (result.Connection is { } connection)
+            using var tcpStop = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            Task<PunchResult>? tcp = preparation.Tcp is { } tcpPrepared && candidates.Count > 0
+                ? TcpPunch.PunchAsync(tcpPrepared, candidates, theirs.Token, _speakFirst, _options.PunchTimeout, new TcpTransportOptions(), _logger, tcpStop.Token)
+                : null;
+            Task<UdpPunchResult>? udp = preparation.Udp is { } udpPrepared && theirs.UdpSecret is { Length: UdpPunch.SecretLength } secret && udpCandidates.Count > 0
+                ? udpPrepared.RunAsync(udpCandidates, theirs.UdpIndex, secret, controlling: _driver, _options.PunchTimeout, _stop.Token)
+                : null;
+
+            // UDP first: when it works, it is the path, and a TCP connection that also formed is closed.
+            UdpPunchResult? udpResult = udp is null ? null : await udp.ConfigureAwait(false);
+            if (udpResult?.Connection is { } datagrams)
             {
+                await tcpStop.CancelAsync().ConfigureAwait(false);
+                string alsoTcp = "";
+                if (tcp is not null)
+                {
+                    try
+                    {
+                        PunchResult abandoned = await tcp.ConfigureAwait(false);
+                        if (abandoned.Connection is { } unused)
+                        {
+                            unused.Abort();
+                            await unused.DisposeAsync().ConfigureAwait(false);
+                            alsoTcp = "; preferred to a TCP path that also formed";
+                        }
+                    }
+                    catch (OperationCanceledException)
+                    {
+                    }
+                }
+
                 _direct = true;
                 _failedInARow = 0;
-                Record(number, result.Reversed ? PathAttemptOutcome.Reversed : PathAttemptOutcome.Success, result.Detail);
-                _connection.AddPathAndMove(connection, "direct-tcp");
-                SetPath(SessionPathKind.DirectTcp, $"direct-tcp {result.Detail}");
+                Record(number, PathAttemptOutcome.Success, "udp " + udpResult.Value.Detail);
+                _connection.AddPathAndMove(datagrams, "direct-udp");
+                SetPath(SessionPathKind.DirectUdp, $"direct-udp {udpResult.Value.Detail}{alsoTcp}");
                 return;
             }
 
+            PunchResult? tcpResult = null;
+            if (tcp is not null)
+            {
+                try
+                {
+                    tcpResult = await tcp.ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!_stop.IsCancellationRequested)
+                {
+                }
+            }
+
+            string udpWhy = udpResult is { } failed ? failed.Detail
+                : !_options.PunchUdp || _udp is null ? "UDP punching is off here"
+                : theirs.UdpSecret is null ? "the peer does not punch UDP"
+                : "no UDP candidates";
+            if (tcpResult?.Connection is { } connection)
+            {
+                _direct = true;
+                _failedInARow = 0;
+                Record(number, tcpResult.Value.Reversed ? PathAttemptOutcome.Reversed : PathAttemptOutcome.Success, tcpResult.Value.Detail);
+                _connection.AddPathAndMove(connection, "direct-tcp");
+                SetPath(SessionPathKind.DirectTcp, $"direct-tcp {tcpResult.Value.Detail} ({udpWhy})");
+                return;
+            }
+
+            string tcpWhy = tcpResult is { } tcpFailed ? tcpFailed.Detail : !_options.PunchTcp ? "TCP punching is off here" : "the peer offered no TCP candidates";
             _failedInARow++;
-            Record(number, PathAttemptOutcome.NoConnection, result.Detail);
-            string nat = $"{Describe("the peer", theirs.Observed, candidates)}; {Describe("this device", preparation.Observed?.ToString(), preparation.Candidates)}";
-            SetPath(SessionPathKind.Relayed, $"relayed through rendezvous node {_rendezvous}: {_failedInARow} punch attempt(s) failed ({result.Detail}; {nat}); "
+            Record(number, PathAttemptOutcome.NoConnection, $"{tcpWhy}; {udpWhy}");
+            string nat = preparation.Tcp is { } tcpSide
+                ? $"{Describe("the peer", theirs.Observed, candidates)}; {Describe("this device", tcpSide.Observed?.ToString(), tcpSide.Candidates)}"
+                : $"{Describe("the peer", theirs.UdpObserved, [.. udpCandidates.Select(c => c.EndPoint)])}; {Describe("this device", preparation.Udp?.Observed?.ToString(), [.. preparation.Udp?.Candidates.Select(c => c.EndPoint) ?? []])}";
+            SetPath(SessionPathKind.Relayed, $"relayed through rendezvous node {_rendezvous}: {_failedInARow} punch attempt(s) failed ({tcpWhy}; {udpWhy}; {nat}); "
                 + (_failedInARow >= QuickAttempts ? $"next try in {_options.DirectRetryInterval.TotalSeconds} s" : "trying again"));
         }
     }
@@ -356,5 +477,32 @@ internal sealed class PathUpgrader
 
         _connection.PathInfo = new SessionPath(kind, description, attempts);
         RendezvousLog.PathChanged(_logger, _session.RemotePeerId.ToFingerprint(), description);
+    }
+}
+
+/// <summary>One side's preparation of an attempt: TCP (a port and its STUN connection) and UDP (an index, a secret, candidates).</summary>
+internal sealed class Prepared(PunchPreparation? tcp, UdpPunch? udp) : IDisposable
+{
+    private readonly byte[] _token = tcp?.Token ?? System.Security.Cryptography.RandomNumberGenerator.GetBytes(RendezvousWire.TokenLength);
+
+    public PunchPreparation? Tcp { get; } = tcp;
+
+    public UdpPunch? Udp { get; } = udp;
+
+    /// <summary>The candidates message of attempt <paramref name="attempt"/>.</summary>
+    public PathCandidates ToCandidates(int attempt) => new(
+        attempt,
+        _token,
+        Tcp is null ? [] : [.. Tcp.Candidates.Select(c => c.ToString())],
+        Tcp?.Observed?.ToString(),
+        Udp is null ? null : [.. Udp.Candidates.Select(c => c.ToString())],
+        Udp?.Index ?? 0,
+        Udp?.Secret,
+        Udp?.Observed?.ToString());
+
+    public void Dispose()
+    {
+        Tcp?.Dispose();
+        Udp?.Dispose();
     }
 }

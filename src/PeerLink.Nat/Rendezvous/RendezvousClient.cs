@@ -40,6 +40,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
     private string? _observed;
     private TimeSpan _keepAlive;
     private IPEndPoint? _stunServer;
+    private UdpTransport? _udp;
     private int _disposed;
 
     internal RendezvousClient(IPEndPoint endPoint, PeerId rendezvousPeer, RendezvousClientOptions options, ILoggerFactory loggerFactory)
@@ -66,6 +67,9 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
 
     /// <summary>This device's address and port as the rendezvous node saw the last attach session (server-reflexive over TCP).</summary>
     public string? ObservedEndPoint => Volatile.Read(ref _observed);
+
+    /// <summary>The local endpoint of the socket that punches UDP paths, when <see cref="RendezvousClientOptions.PunchUdp"/> is on.</summary>
+    public IPEndPoint? UdpEndPoint => _udp?.LocalEndPoint;
 
     /// <summary>The keepalive interval the rendezvous node asked for at the last attach.</summary>
     public TimeSpan KeepAliveInterval
@@ -115,6 +119,13 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             MaxReceiveQueueBytes = 16 * 1024,
             TimeProvider = _time,
         }.Validate(nameof(node), own.Identity);
+        if (_options.UpgradeToDirect && _options.PunchUdp)
+        {
+            // One socket for every punch of this node: its STUN answer is the mapping the checks and the paths then use.
+            _udp = UdpTransport.Bind(_options.UdpEndPoint, own, null, _loggerFactory);
+            _udp.AcceptsSessions = false;
+        }
+
         node.SessionOpened += OnSessionOpened;
         _attachLoop = Task.Run(AttachLoopAsync);
         return ValueTask.CompletedTask;
@@ -186,7 +197,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             return;
         }
 
-        new PathUpgrader(session, connection, _node!.PeerId, _options, () => Volatile.Read(ref _stunServer), rendezvous, _loggerFactory, _time).Start();
+        new PathUpgrader(session, connection, _node!.PeerId, _options, () => Volatile.Read(ref _stunServer), rendezvous, _udp, _loggerFactory, _time).Start();
     }
 
     /// <summary>Stops attaching and closes the attach session; sessions already relayed carry on until the node ends them.</summary>
@@ -204,6 +215,11 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         }
 
         await _attachLoop.ConfigureAwait(false);
+        if (_udp is not null)
+        {
+            await _udp.DisposeAsync().ConfigureAwait(false);
+        }
+
         _stopping.Dispose();
     }
 

@@ -26,8 +26,22 @@ public sealed class RendezvousClientOptions
     /// <summary>How long a connect by PeerId waits for the attachment when the node is still attaching. Defaults to 10 seconds.</summary>
     public TimeSpan AttachWait { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Whether relayed sessions try to move to a direct TCP path (hole punching). Defaults to true.</summary>
+    /// <summary>Whether relayed sessions try to move to a direct path (hole punching). Defaults to true.</summary>
     public bool UpgradeToDirect { get; set; } = true;
+
+    /// <summary>
+    /// Whether a direct path may be UDP: the client binds one UDP socket, learns its reflexive address with STUN on it,
+    /// and punches from it. A UDP path is preferred to a TCP one when both work. Defaults to true.
+    /// </summary>
+    public bool PunchUdp { get; set; } = true;
+
+    /// <summary>Whether a direct path may be TCP (simultaneous listen and connect from one port). Defaults to true.</summary>
+    public bool PunchTcp { get; set; } = true;
+
+    /// <summary>
+    /// The local UDP endpoint of the client's punching socket. Defaults to any IPv4 address, port 0 (a free port).
+    /// </summary>
+    public IPEndPoint UdpEndPoint { get; set; } = new(IPAddress.Any, 0);
 
     /// <summary>
     /// The local addresses offered to peers as host candidates; null (the default) offers every IPv4 address of the
@@ -57,6 +71,11 @@ public sealed class RendezvousClientOptions
         if (MinReattachDelay <= TimeSpan.Zero || MaxReattachDelay < MinReattachDelay || AttachWait < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(paramName, "MinReattachDelay must be positive, MaxReattachDelay at least as long, and AttachWait not negative.");
+        }
+
+        if (UdpEndPoint is null)
+        {
+            throw new ArgumentNullException(paramName, "UdpEndPoint must be set.");
         }
 
         _ = NetworkKey?.Bytes;

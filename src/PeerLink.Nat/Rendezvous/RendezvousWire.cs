@@ -137,7 +137,11 @@ internal abstract partial record PathMessage
 /// <param name="Token">16 random bytes; the peer presents them on the punched connection.</param>
 /// <param name="Addresses">TCP candidates "address:port": host addresses, then the server-reflexive one.</param>
 /// <param name="Observed">This side's server-reflexive address over TCP, when STUN answered.</param>
-internal sealed record PathCandidates(int Attempt, byte[] Token, string[] Addresses, string? Observed) : PathMessage;
+/// <param name="UdpCandidates">UDP candidates "kind address:port priority" (kind host or srflx), when this side punches UDP.</param>
+/// <param name="UdpIndex">The receiver index this side reserved for the UDP punch.</param>
+/// <param name="UdpSecret">32 random bytes, this side's half of the UDP punch keys.</param>
+/// <param name="UdpObserved">This side's server-reflexive address over UDP, when STUN answered.</param>
+internal sealed record PathCandidates(int Attempt, byte[] Token, string[] Addresses, string? Observed, string[]? UdpCandidates = null, uint UdpIndex = 0, byte[]? UdpSecret = null, string? UdpObserved = null) : PathMessage;
 
 /// <summary>The driving side measured the round trip: punch now (the driver punches half a round trip later).</summary>
 /// <param name="Attempt">The attempt's number.</param>

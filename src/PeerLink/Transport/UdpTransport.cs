@@ -104,6 +104,69 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
         }
     }
 
+    /// <summary>
+    /// False for a transport that only carries punched paths (PeerLink.Nat's rendezvous client owns one): handshake
+    /// initiations are then dropped, since nothing would accept their sessions.
+    /// </summary>
+    internal bool AcceptsSessions { get; set; } = true;
+
+    /// <summary>
+    /// Reserves a receiver index for a punch attempt: every probe datagram (type 0x86) that names it goes to
+    /// <paramref name="onProbe"/> (the datagram, a copy, and its source), on the receive loop. Kept until
+    /// <see cref="ReleasePunchIndex"/>, or, once a connection was opened on the index, until that connection ends.
+    /// </summary>
+    internal uint ReservePunchIndex(Action<byte[], IPEndPoint> onProbe)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var target = new PunchTarget(onProbe);
+        uint index = Register(target);
+        target.Index = index;
+        return index;
+    }
+
+    /// <summary>Gives up a punch index on which no connection was opened (a failed attempt).</summary>
+    internal void ReleasePunchIndex(uint index)
+    {
+        if (_byIndex.TryGetValue(index, out object? entry) && entry is PunchTarget)
+        {
+            _byIndex.TryRemove(KeyValuePairFor(index, entry));
+        }
+    }
+
+    /// <summary>
+    /// Opens a datagram connection on a punched path: keys derived by the caller from an end-to-end session, the peer's
+    /// receiver index and the address the checks proved. Probes to the index are still answered while it lives, so that
+    /// a peer whose nomination answer was lost hears it again.
+    /// </summary>
+    internal PeerConnection OpenPunched(uint localIndex, uint remoteIndex, IPEndPoint remote, ReadOnlySpan<byte> sendKey, ReadOnlySpan<byte> receiveKey)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (!_byIndex.TryGetValue(localIndex, out object? entry) || entry is not PunchTarget target)
+        {
+            throw new InvalidOperationException("The punch index is not reserved.");
+        }
+
+        var send = new NoiseCipherState(NoiseCipherKind.ChaChaPoly);
+        var receive = new NoiseCipherState(NoiseCipherKind.ChaChaPoly);
+        send.InitializeKey(sendKey);
+        receive.InitializeKey(receiveKey);
+        var keys = new DatagramKeys(send, receive, _time, _options.RekeyInterval, (ulong)Math.Max(1, _options.RekeyAfterMessages), TimeSpan.FromSeconds(10));
+        string id = NewId();
+        var connection = new DatagramConnection(keys, localIndex, remoteIndex, remote.Serialize(), this, _settings, id, LocalEndPoint, _logger, released =>
+            _byIndex.TryRemove(KeyValuePairFor(released.LocalIndex, (object)released)))
+        {
+            ProbeTarget = target,
+        };
+        if (!_byIndex.TryUpdate(localIndex, connection, target))
+        {
+            connection.Abort();
+            throw new InvalidOperationException("The punch index was released.");
+        }
+
+        connection.Start();
+        return connection;
+    }
+
     /// <summary>Handshake initiations that cost this node Diffie-Hellman operations (for tests of the cookie defence).</summary>
     internal long HandshakesRun => Interlocked.Read(ref _handshakesRun);
 
@@ -489,7 +552,19 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
 
                 break;
             case DatagramWire.Initiation:
-                OnInitiation(datagram, from);
+                if (AcceptsSessions)
+                {
+                    OnInitiation(datagram, from);
+                }
+
+                break;
+            case DatagramWire.Probe:
+                if (datagram.Length >= DatagramWire.ProbeHeaderSize + DatagramWire.TagSize && _byIndex.TryGetValue(DatagramWire.ReceiverIndex(datagram), out object? probed))
+                {
+                    PunchTarget? punch = probed as PunchTarget ?? (probed as DatagramConnection)?.ProbeTarget;
+                    punch?.OnProbe(datagram.ToArray(), (IPEndPoint)LocalEndPoint.Create(from));
+                }
+
                 break;
             case DatagramWire.Finish:
                 if (datagram.Length > DatagramWire.FinishHeaderSize
@@ -787,6 +862,14 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
         public SocketAddress Remote { get; } = remote;
 
         public Channel<(byte[] Datagram, SocketAddress From)> Inbox { get; } = Channel.CreateBounded<(byte[], SocketAddress)>(new BoundedChannelOptions(8) { FullMode = BoundedChannelFullMode.DropWrite });
+    }
+
+    /// <summary>A reserved punch index and whoever checks its probes.</summary>
+    internal sealed class PunchTarget(Action<byte[], IPEndPoint> onProbe)
+    {
+        public uint Index { get; set; }
+
+        public Action<byte[], IPEndPoint> OnProbe { get; } = onProbe;
     }
 
     private sealed record PendingResponder(NoiseHandshakeState Handshake, uint InitiatorIndex, SocketAddress Remote, NoiseProtocol Protocol, long CreatedAt);

@@ -65,22 +65,25 @@ public sealed class RendezvousTests : PeerIdentities
         Assert.Equal(1, server.RelayCount);
     }
 
-    [Fact]
-    public async Task ARelayedSessionMovesToADirectPathWithoutLosingAMessage()
+    [Theory]
+    [InlineData(SessionPathKind.DirectUdp)]
+    [InlineData(SessionPathKind.DirectTcp)]
+    public async Task ARelayedSessionMovesToADirectPathWithoutLosingAMessage(SessionPathKind kind)
     {
+        Action<RendezvousClientOptions> transports = o => o.PunchUdp = kind == SessionPathKind.DirectUdp;
         await using RendezvousServer server = await StartServerAsync();
-        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
-        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server, rendezvous: transports);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server, rendezvous: transports);
         SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
         var direct = new TaskCompletionSource<SessionPath>(TaskCreationOptions.RunContinuationsAsynchronously);
         toBob.PathChanged += (_, path) =>
         {
-            if (path.Kind == SessionPathKind.DirectTcp)
+            if (path.Kind == kind)
             {
                 direct.TrySetResult(path);
             }
         };
-        if (toBob.Path.Kind == SessionPathKind.DirectTcp)
+        if (toBob.Path.Kind == kind)
         {
             direct.TrySetResult(toBob.Path);   // it moved before the handler was attached
         }
@@ -109,32 +112,49 @@ public sealed class RendezvousTests : PeerIdentities
         await sending.WaitAsync(Limit);
         SessionPath path = await direct.Task.WaitAsync(Limit);
 
-        Assert.Equal(SessionPathKind.DirectTcp, toBob.Path.Kind);
-        Assert.StartsWith("direct-tcp 127.0.0.1:", path.Description);
+        Assert.Equal(kind, toBob.Path.Kind);
+        if (kind == SessionPathKind.DirectTcp)
+        {
+            Assert.StartsWith("direct-tcp 127.0.0.1:", path.Description);
+            Assert.Contains("UDP punching is off here", path.Description);
+        }
+        else
+        {
+            Assert.StartsWith($"direct-udp {alice.GetComponent<RendezvousClient>()!.UdpEndPoint!.Port} -> 127.0.0.1:{bob.GetComponent<RendezvousClient>()!.UdpEndPoint!.Port}", path.Description);
+            Assert.Contains("preferred to a TCP path that also formed", path.Description);
+        }
+
         Assert.Contains(path.Attempts, a => a.Outcome is PathAttemptOutcome.Success or PathAttemptOutcome.Reversed);
         Assert.NotEqual(server.EndPoint, toBob.RemoteEndPoint);
     }
 
-    [Fact]
-    public async Task WhenTheDirectPathDiesTheSessionFallsBackToTheRelayAndGoesDirectAgain()
+    [Theory]
+    [InlineData(SessionPathKind.DirectUdp, "direct-udp")]
+    [InlineData(SessionPathKind.DirectTcp, "direct-tcp")]
+    public async Task WhenTheDirectPathDiesTheSessionFallsBackToTheRelayAndGoesDirectAgain(SessionPathKind kind, string name)
     {
+        Action<RendezvousClientOptions> transports = o =>
+        {
+            o.PunchUdp = kind == SessionPathKind.DirectUdp;
+            o.DirectRetryInterval = TimeSpan.FromSeconds(1);   // a loaded machine may fail the quick attempts
+        };
         await using RendezvousServer server = await StartServerAsync();
-        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server);
-        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server);
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server, rendezvous: transports);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server, rendezvous: transports);
         SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
         var paths = System.Threading.Channels.Channel.CreateUnbounded<SessionPath>();
         toBob.PathChanged += (_, path) => paths.Writer.TryWrite(path);
         SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
-        if (toBob.Path.Kind != SessionPathKind.DirectTcp)
+        if (toBob.Path.Kind != kind)
         {
-            await NextPathAsync(SessionPathKind.DirectTcp);   // (unless it moved before the handler was attached)
+            await NextPathAsync(kind);   // (unless it moved before the handler was attached)
         }
 
-        ((MigratingConnection)toBob.Connection).DropPath("direct-tcp");   // the direct connection breaks
+        ((MigratingConnection)toBob.Connection).DropPath(name);   // the direct connection breaks
         await toBob.SendAsync(new byte[] { 42 });
         SessionPath fallback = await NextPathAsync(SessionPathKind.Relayed);
         byte[] message = (await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray();   // valid until the next receive
-        await NextPathAsync(SessionPathKind.DirectTcp);
+        await NextPathAsync(kind);
         await toBob.SendAsync(new byte[] { 43 });
         PeerMessage? after = await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);
 
@@ -577,6 +597,7 @@ public sealed class RendezvousTests : PeerIdentities
             {
                 o.MinReattachDelay = TimeSpan.FromMilliseconds(50);
                 o.PunchAddresses = [IPAddress.Loopback];   // host candidates on loopback only: nothing goes to a real interface
+                o.UdpEndPoint = new IPEndPoint(IPAddress.Loopback, 0);
                 rendezvous?.Invoke(o);
             })
             .Configure(o => configure?.Invoke(o))

@@ -196,6 +196,9 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
     public uint LocalIndex { get; }
 
+    /// <summary>On a punched path: who answers the peer's probes to this connection's index (null otherwise).</summary>
+    internal UdpTransport.PunchTarget? ProbeTarget { get; init; }
+
     public uint RemoteIndex { get; }
 
     public override string ConnectionId { get; }

@@ -14,6 +14,14 @@ internal static class DatagramWire
     public const byte CookieReply = 0x83;    // type 0 0 0 | receiver:u32 | nonce[12] | sealed cookie[16+16]
     public const byte Finish = 0x84;         // type 0 0 0 | receiver:u32 | sender:u32 | noise message 3 (XX only)
     public const byte Transport = 0x85;      // type flags 0 0 | receiver:u32 | counter:u64be | ciphertext
+    public const byte Probe = 0x86;          // type flags 0 0 | receiver:u32 | transaction:u64 | [response: seen-from address] | tag[16]
+
+    /// <summary>Probe flags: an answer to a check (else a check), and the controlling side's choice of this path.</summary>
+    public const byte ProbeResponseBit = 0x01;
+    public const byte ProbeNominateBit = 0x02;
+
+    /// <summary>Type, flags, receiver index and transaction number of a punch probe; the tag follows (and, in a response, the address).</summary>
+    public const int ProbeHeaderSize = 16;
 
     /// <summary>Transport flags: the key phase (flips at every key update).</summary>
     public const byte KeyPhaseBit = 0x01;
@@ -50,9 +58,9 @@ internal static class DatagramWire
     public static bool IsStun(ReadOnlySpan<byte> datagram) =>
         datagram.Length >= 20 && (datagram[0] & 0xC0) == 0 && BinaryPrimitives.ReadUInt32BigEndian(datagram[4..]) == 0x2112A442;
 
-    public static bool IsPeerLink(ReadOnlySpan<byte> datagram) => datagram.Length >= 8 && datagram[0] is >= Initiation and <= Transport;
+    public static bool IsPeerLink(ReadOnlySpan<byte> datagram) => datagram.Length >= 8 && datagram[0] is >= Initiation and <= Probe;
 
-    /// <summary>The receiver index of a response, cookie reply, finish or transport datagram.</summary>
+    /// <summary>The receiver index of a response, cookie reply, finish, transport datagram or probe.</summary>
     public static uint ReceiverIndex(ReadOnlySpan<byte> datagram) => datagram[0] == Response
         ? BinaryPrimitives.ReadUInt32BigEndian(datagram[8..])
         : BinaryPrimitives.ReadUInt32BigEndian(datagram[4..]);
