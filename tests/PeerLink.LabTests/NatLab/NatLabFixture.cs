@@ -110,7 +110,10 @@ internal sealed class NatLabFixture : IAsyncDisposable
             ? Directory.GetFiles("/run/netns").Select(f => Path.GetFileName(f)).Where(n => n.StartsWith(Prefix, StringComparison.Ordinal)).ToArray()
             : [];
 
-    private Dictionary<string, string> LabEnvironment => new() { ["NATLAB_PREFIX"] = Prefix };
+    private Dictionary<string, string> LabEnvironment => new(HelperEnvironment) { ["NATLAB_PREFIX"] = Prefix };
+
+    /// <summary>Environment variables for the helpers this lab starts from now on (PEERLINK_LAB_PUNCH, …).</summary>
+    public Dictionary<string, string> HelperEnvironment { get; } = [];
 
     private static string Script => Path.Combine(AppContext.BaseDirectory, "natlab.sh");
 

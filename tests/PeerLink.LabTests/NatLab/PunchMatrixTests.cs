@@ -36,6 +36,7 @@ public sealed class PunchMatrixTests(ITestOutputHelper output)
     public async Task TwoDevicesBehindNatsConnectByPeerIdAndGoDirectWherePossible(string natA, string natB, bool direct)
     {
         NatLabFixture lab = await NatLabFixture.UpAsync(natA, natB);
+        lab.HelperEnvironment["PEERLINK_LAB_PUNCH"] = "tcp";
         try
         {
             string[] node = (await lab.StartHelperAsync("server", "rendezvous", "203.0.113.10:7400", "3478")).Split(' ');
@@ -62,6 +63,85 @@ public sealed class PunchMatrixTests(ITestOutputHelper output)
                 Assert.Contains("the peer is seen at 203.0.113.102:", description, StringComparison.Ordinal);   // peer b is symmetric in both pairs
                 Assert.Contains("(symmetric)", description, StringComparison.Ordinal);
             }
+        }
+        finally
+        {
+            await lab.DisposeAsync();
+        }
+    }
+    /// <summary>
+    /// The UDP column (shared NATLAB.md §6, "UDP +learning"): with only UDP punching on, the session ends on a direct UDP
+    /// path in every pair but port-restricted with symmetric and symmetric with symmetric, which stay relayed and say why.
+    /// Where one side is symmetric, the path is the peer-reflexive port its checks came from.
+    /// </summary>
+    [NatLabTheory]
+    [InlineData("none", "none", true)]
+    [InlineData("none", "full-cone", true)]
+    [InlineData("none", "restricted", true)]
+    [InlineData("none", "port-restricted", true)]
+    [InlineData("none", "symmetric", true)]
+    [InlineData("full-cone", "full-cone", true)]
+    [InlineData("full-cone", "restricted", true)]
+    [InlineData("full-cone", "port-restricted", true)]
+    [InlineData("full-cone", "symmetric", true)]
+    [InlineData("restricted", "restricted", true)]
+    [InlineData("restricted", "port-restricted", true)]
+    [InlineData("restricted", "symmetric", true)]
+    [InlineData("port-restricted", "port-restricted", true)]
+    [InlineData("port-restricted", "symmetric", false)]
+    [InlineData("symmetric", "symmetric", false)]
+    public async Task OverUdpTwoDevicesBehindNatsGoDirectWherePossible(string natA, string natB, bool direct)
+    {
+        JsonElement root = await ConnectAsync(natA, natB, "udp");
+        string description = root.GetProperty("description").GetString()!;
+        if (direct)
+        {
+            Assert.True(root.GetProperty("kind").GetString() == "DirectUdp", description);
+            Assert.StartsWith("direct-udp ", description, StringComparison.Ordinal);
+            if (natB == "symmetric")
+            {
+                Assert.Contains("peer-reflexive", description, StringComparison.Ordinal);
+            }
+        }
+        else
+        {
+            Assert.True(root.GetProperty("kind").GetString() == "Relayed", description);
+            Assert.Contains("3 punch attempt(s) failed", description, StringComparison.Ordinal);
+            Assert.Contains("no UDP path", description, StringComparison.Ordinal);
+            Assert.Contains("TCP punching is off here", description, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>With both on, UDP wins where both work.</summary>
+    [NatLabTheory]
+    [InlineData("port-restricted", "port-restricted")]
+    [InlineData("full-cone", "symmetric")]
+    public async Task WhereUdpAndTcpBothWorkTheSessionEndsOnUdp(string natA, string natB)
+    {
+        JsonElement root = await ConnectAsync(natA, natB, "both");
+        string description = root.GetProperty("description").GetString()!;
+
+        Assert.True(root.GetProperty("kind").GetString() == "DirectUdp", description);
+        Assert.StartsWith("direct-udp ", description, StringComparison.Ordinal);
+    }
+
+    private async Task<JsonElement> ConnectAsync(string natA, string natB, string punch)
+    {
+        NatLabFixture lab = await NatLabFixture.UpAsync(natA, natB);
+        lab.HelperEnvironment["PEERLINK_LAB_PUNCH"] = punch;
+        try
+        {
+            string[] node = (await lab.StartHelperAsync("server", "rendezvous", "203.0.113.10:7400", "3478")).Split(' ');
+            string[] callee = (await lab.StartHelperAsync("peer-b", "device-listen", "203.0.113.10:7400", node[1])).Split(' ');
+
+            (int exit, string stdout, string stderr) = await lab.RunHelperAsync("peer-a", "device-connect", "203.0.113.10:7400", node[1], callee[1], Messages.ToString(System.Globalization.CultureInfo.InvariantCulture), "20000");
+
+            Assert.True(exit == 0, $"device-connect failed: {stderr}");
+            output.WriteLine($"{natA} / {natB} ({punch}): {stdout}");
+            using JsonDocument result = JsonDocument.Parse(stdout);
+            JsonElement root = result.RootElement.Clone();
+            Assert.Equal(Messages, root.GetProperty("echoed").GetInt32());
+            return root;
         }
         finally
         {

@@ -13,10 +13,13 @@ public sealed class RendezvousFaultTests
 {
     private const string Node = "203.0.113.10:7400";
 
-    [NatLabFact]
-    public async Task WhenTheNodeRestartsDevicesAttachAgainAndADirectSessionCarriesOn()
+    [NatLabTheory]
+    [InlineData("tcp", "DirectTcp")]
+    [InlineData("udp", "DirectUdp")]
+    public async Task WhenTheNodeRestartsDevicesAttachAgainAndADirectSessionCarriesOn(string punch, string kind)
     {
         NatLabFixture lab = await NatLabFixture.UpAsync("port-restricted", "port-restricted");
+        lab.HelperEnvironment["PEERLINK_LAB_PUNCH"] = punch;
         string identity = Path.Combine(Path.GetTempPath(), $"peerlink-rdv-{Guid.NewGuid():N}.key");
         try
         {
@@ -24,7 +27,7 @@ public sealed class RendezvousFaultTests
             string nodeId = node.Ready.Split(' ')[1];
             string callee = (await lab.StartHelperAsync("peer-b", "device-listen", Node, nodeId)).Split(' ')[1];
             LabConversation caller = await lab.StartConversationAsync("peer-a", "device-session", Node, nodeId, callee);
-            Assert.StartsWith("DirectTcp", await caller.AskAsync("wait-direct"), StringComparison.Ordinal);
+            Assert.StartsWith(kind, await caller.AskAsync("wait-direct"), StringComparison.Ordinal);
             Assert.Equal("watching", await caller.AskAsync("watch-detach"));
 
             node.Kill();   // the node crashes
@@ -33,9 +36,9 @@ public sealed class RendezvousFaultTests
             string reattached = await caller.AskAsync("wait-reattach");
             string after = await caller.AskAsync("send 1000");
 
-            Assert.Equal("echoed 1000 ok DirectTcp", during);
+            Assert.Equal($"echoed 1000 ok {kind}", during);
             Assert.StartsWith("attached ", reattached, StringComparison.Ordinal);
-            Assert.Equal("echoed 1000 ok DirectTcp", after);
+            Assert.Equal($"echoed 1000 ok {kind}", after);
         }
         finally
         {
@@ -45,15 +48,16 @@ public sealed class RendezvousFaultTests
     }
 
     /// <summary>A node on the server host, a callee behind router b, and a caller behind router a whose session went direct.</summary>
-    private static async Task<(NatLabFixture Lab, LabConversation Caller)> DirectSessionAsync()
+    private static async Task<(NatLabFixture Lab, LabConversation Caller)> DirectSessionAsync(string punch = "tcp")
     {
         NatLabFixture lab = await NatLabFixture.UpAsync("port-restricted", "port-restricted");
+        lab.HelperEnvironment["PEERLINK_LAB_PUNCH"] = punch;
         try
         {
             string nodeId = (await lab.StartHelperAsync("server", "rendezvous", Node, "3478")).Split(' ')[1];
             string callee = (await lab.StartHelperAsync("peer-b", "device-listen", Node, nodeId)).Split(' ')[1];
             LabConversation caller = await lab.StartConversationAsync("peer-a", "device-session", Node, nodeId, callee);
-            Assert.StartsWith("DirectTcp", await caller.AskAsync("wait-direct"), StringComparison.Ordinal);
+            Assert.StartsWith(punch == "udp" ? "DirectUdp" : "DirectTcp", await caller.AskAsync("wait-direct"), StringComparison.Ordinal);
             return (lab, caller);
         }
         catch
@@ -63,13 +67,14 @@ public sealed class RendezvousFaultTests
         }
     }
 
-    [NatLabFact]
-    public async Task WhenTheDirectPathIsCutMidTransferTheDataFallsBackToTheRelayWithNothingLost()
+    [NatLabTheory]
+    [InlineData("tcp")]
+    [InlineData("udp")]
+    public async Task WhenTheDirectPathIsCutMidTransferTheDataFallsBackToTheRelayWithNothingLost(string punch)
     {
-        (NatLabFixture lab, LabConversation caller) = await DirectSessionAsync();
+        (NatLabFixture lab, LabConversation caller) = await DirectSessionAsync(punch);
         try
         {
-
             Assert.Equal("half", await caller.AskAsync("send-pause 4000"));
             // Router a now drops everything between the two devices: a black hole, no reset; the node stays reachable.
             (int exit, _, string error) = await lab.ExecAsync("nat-a", "nft", "insert rule ip natlab forward ip daddr 203.0.113.102 drop ; insert rule ip natlab forward ip saddr 203.0.113.102 drop");
@@ -86,13 +91,14 @@ public sealed class RendezvousFaultTests
         }
     }
 
-    [NatLabFact]
-    public async Task WhenADeviceVanishesThePeerGetsAClearErrorWithinThePathKeepAlive()
+    [NatLabTheory]
+    [InlineData("tcp")]
+    [InlineData("udp")]
+    public async Task WhenADeviceVanishesThePeerGetsAClearErrorWithinThePathKeepAlive(string punch)
     {
-        (NatLabFixture lab, LabConversation caller) = await DirectSessionAsync();
+        (NatLabFixture lab, LabConversation caller) = await DirectSessionAsync(punch);
         try
         {
-
             // Device b loses power: router b forwards nothing any more, and nothing says goodbye.
             (int exit, _, string error) = await lab.ExecAsync("nat-b", "nft", "insert rule ip natlab forward drop");
             Assert.True(exit == 0, error);

@@ -16,6 +16,7 @@ namespace PeerLink.LabTests.NatLab;
 /// <c>device-listen RDV RDV_ID</c> attaches, prints its PeerId, and echoes every message of every session;
 /// <c>device-connect RDV RDV_ID TARGET COUNT WAIT_MS</c> reaches TARGET by PeerId, exchanges COUNT numbered messages
 /// while the session looks for a direct path (waiting up to WAIT_MS for it), and prints one JSON line.
+/// PEERLINK_LAB_PUNCH chooses what the devices punch: "udp", "tcp", or both (unset).
 /// </summary>
 internal static class RendezvousLabHelper
 {
@@ -77,7 +78,12 @@ internal static class RendezvousLabHelper
         {
             o.PunchTimeout = TimeSpan.FromSeconds(3);
             o.PathKeepAlive = TimeSpan.FromSeconds(1);
+            string? punch = Environment.GetEnvironmentVariable("PEERLINK_LAB_PUNCH");
+            o.PunchUdp = punch != "tcp";
+            o.PunchTcp = punch != "udp";
         });
+
+    private static bool IsDirect(SessionPathKind kind) => kind is SessionPathKind.DirectTcp or SessionPathKind.DirectUdp;
 
     private static async Task EchoAsync(SecureSession session)
     {
@@ -118,9 +124,9 @@ internal static class RendezvousLabHelper
             {
                 case "wait-direct":
                 case "wait-relayed":
-                    SessionPathKind wanted = words[0] == "wait-direct" ? SessionPathKind.DirectTcp : SessionPathKind.Relayed;
+                    bool direct = words[0] == "wait-direct";
                     SessionPath now = session.Path;
-                    while (now.Kind != wanted)
+                    while (IsDirect(now.Kind) != direct)
                     {
                         now = await paths.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(60));
                     }
@@ -214,12 +220,12 @@ internal static class RendezvousLabHelper
         var settled = new TaskCompletionSource<double>(TaskCreationOptions.RunContinuationsAsynchronously);
         session.PathChanged += (_, path) =>
         {
-            if (path.Kind == SessionPathKind.DirectTcp || path.Description.Contains("3 punch attempt", StringComparison.Ordinal))
+            if (IsDirect(path.Kind) || path.Description.Contains("3 punch attempt", StringComparison.Ordinal))
             {
                 settled.TrySetResult(clock.Elapsed.TotalMilliseconds);
             }
         };
-        if (session.Path.Kind == SessionPathKind.DirectTcp)
+        if (IsDirect(session.Path.Kind))
         {
             settled.TrySetResult(clock.Elapsed.TotalMilliseconds);
         }
