@@ -80,6 +80,30 @@ internal sealed class NatLabFixture : IAsyncDisposable
         return conversation;
     }
 
+    /// <summary>Starts a .NET program (a sample) in a host for a conversation over its standard input and output.</summary>
+    public LabConversation StartProgram(string host, string assembly, params string[] args)
+    {
+        if (!File.Exists(assembly))
+        {
+            throw new FileNotFoundException($"{assembly} is not built (dotnet build PeerLink.sln -c Release builds the samples).", assembly);
+        }
+
+        var process = Process.Start(Start("ip", ["netns", "exec", Prefix + host, DotnetHost, assembly, .. args], LabEnvironment, redirectInput: true))!;
+        _background.Add(process);
+        return new LabConversation(process);
+    }
+
+    /// <summary>A sample's built assembly in this checkout, in the configuration these tests were built in.</summary>
+    public static string SampleAssembly(string name)
+    {
+        // tests/PeerLink.LabTests/bin/<configuration>/net10.0/ → samples/<name>/bin/<configuration>/net10.0/<name>.dll
+        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        string framework = output.Name;
+        string configuration = output.Parent!.Name;
+        string root = output.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+        return Path.Combine(root, "samples", name, "bin", configuration, framework, name + ".dll");
+    }
+
     /// <summary>Runs a command inside a host of the lab (natlab.sh exec), for example an nft rule on a router.</summary>
     public Task<(int Exit, string Output, string Error)> ExecAsync(string host, params string[] command) =>
         RunAsync("bash", [Script, "exec", host, .. command], LabEnvironment);
