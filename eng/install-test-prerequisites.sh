@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need from Debian's packages: nftables and iproute2 for the NAT laboratory
-# (eng/natlab.sh), coturn for the STUN interoperability tests (turnserver, turnutils_stunclient), and avahi-daemon,
+# Installs what the tests need from Debian's packages: nftables, iproute2 and conntrack for the NAT laboratory
+# (eng/natlab.sh; conntrack deletes a router's UDP mappings to make them expire on cue), coturn for the STUN interoperability tests (turnserver, turnutils_stunclient), and avahi-daemon,
 # avahi-utils and dbus for the mDNS interoperability tests (eng/mdnslab.sh runs them inside namespaces only).
 # Runs only as root; otherwise the tests that need them skip themselves and say why.
 set -euo pipefail
@@ -11,6 +11,7 @@ fi
 missing=()
 command -v nft >/dev/null || missing+=(nftables)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v conntrack >/dev/null || missing+=(conntrack)
 command -v turnserver >/dev/null || missing+=(coturn)
 command -v avahi-daemon >/dev/null || missing+=(avahi-daemon)
 command -v avahi-browse >/dev/null || missing+=(avahi-utils)

@@ -115,4 +115,34 @@ public sealed class RendezvousFaultTests
             await lab.DisposeAsync();
         }
     }
+    /// <summary>
+    /// Both routers forget their UDP mappings, as they do when a session is idle beyond their timeout (conntrack deletes
+    /// them on cue, where waiting out a timeout would make the test slow and its timing loose): the session carries on,
+    /// directly again once both sides' next datagrams open new mappings, or through the relay until a new punch; nothing
+    /// it accepted is lost.
+    /// </summary>
+    [NatLabFact]
+    public async Task WhenTheUdpMappingsExpireTheSessionRecoversAndLosesNothing()
+    {
+        (NatLabFixture lab, LabConversation caller) = await DirectSessionAsync("udp");
+        try
+        {
+            Assert.StartsWith("echoed 100 ok DirectUdp", await caller.AskAsync("send 100"), StringComparison.Ordinal);
+            foreach (string router in new[] { "nat-a", "nat-b" })
+            {
+                (_, string stdout, string stderr) = await lab.ExecAsync(router, "conntrack", "-D", "-p", "udp");
+                Assert.Matches("[1-9][0-9]* flow entries have been deleted", stdout + stderr);
+            }
+
+            string result = await caller.AskAsync("send 1000", TimeSpan.FromSeconds(90));
+
+            Assert.Matches("^echoed 1000 ok (DirectUdp|Relayed)$", result);
+            Assert.StartsWith("DirectUdp", await caller.AskAsync("wait-direct"), StringComparison.Ordinal);
+            Assert.StartsWith("echoed 100 ok DirectUdp", await caller.AskAsync("send 100"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            await lab.DisposeAsync();
+        }
+    }
 }
