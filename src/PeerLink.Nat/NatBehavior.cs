@@ -57,6 +57,14 @@ public sealed class NatBehavior
     /// </summary>
     public NatMappingLifetime? MappingLifetime { get; }
 
+    /// <summary>
+    /// A keepalive interval for UDP sessions through this NAT (<see cref="PeerLink.Transport.UdpTransportOptions.KeepAliveInterval"/>):
+    /// four fifths of the measured lifetime's lower bound, between 1 and 120 seconds; 25 seconds when it was not measured.
+    /// </summary>
+    public TimeSpan RecommendedKeepAliveInterval => MappingLifetime is { } lifetime
+        ? TimeSpan.FromMilliseconds(Math.Clamp(lifetime.AtLeast.TotalMilliseconds * 0.8, 1000, 120_000))
+        : TimeSpan.FromSeconds(25);
+
     /// <summary>The mapping behaviour.</summary>
     public NatMappingBehavior Mapping { get; }
 

@@ -72,6 +72,8 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
             ReceiveWindowBytes = udp.ReceiveWindowBytes,
             SendBufferBytes = udp.SendBufferBytes,
             DeliveryTimeout = udp.DeliveryTimeout,
+            KeepAliveInterval = udp.KeepAliveInterval,
+            KeepAliveIdleLimit = udp.KeepAliveIdleLimit,
         };
         _accepted = Channel.CreateBounded<SecureSession>(new BoundedChannelOptions(udp.MaxAcceptQueue) { FullMode = BoundedChannelFullMode.DropWrite });
         _cookies = new CookieChecker(_time, udp.HandshakesPerSecondBeforeCookies);

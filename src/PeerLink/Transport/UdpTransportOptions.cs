@@ -39,6 +39,27 @@ public sealed class UdpTransportOptions
     /// </summary>
     public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How long a session may send nothing before it sends a keepalive (a PING the peer acknowledges), so that the NAT
+    /// mappings on the path stay open. Defaults to 25 seconds, under the 30 s that many NATs give an idle UDP mapping;
+    /// where RFC 5780 discovery measured the lifetime, PeerLink.Nat's <c>NatBehavior.RecommendedKeepAliveInterval</c>
+    /// gives a value that fits it. <see cref="TimeSpan.Zero"/> turns keepalives off.
+    /// </summary>
+    public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>
+    /// How long the application may move no data before keepalives stop. Defaults to 10 minutes;
+    /// <see cref="System.Threading.Timeout.InfiniteTimeSpan"/> keeps them going for the life of the session.
+    /// </summary>
+    /// <remarks>
+    /// The trade-off: a keepalive costs a radio wake-up and two small datagrams, which matter to a battery device, but
+    /// once they stop the NATs forget the path. A side that then sends first still gets through (its NAT opens a new
+    /// mapping, and the peer follows the new address after a path challenge), but a peer behind a NAT cannot reach it
+    /// until it does: a device that must be reachable at any time (a light waiting for its switch) keeps them going.
+    /// A keepalive that goes unanswered for <see cref="DeliveryTimeout"/> ends the session with a peer timeout.
+    /// </remarks>
+    public TimeSpan KeepAliveIdleLimit { get; set; } = TimeSpan.FromMinutes(10);
+
     internal UdpTransportOptions Validate(string parameterName)
     {
         if (HandshakesPerSecondBeforeCookies < 0 || MaxPendingHandshakes < 1 || MaxAcceptQueue < 1)
@@ -54,6 +75,11 @@ public sealed class UdpTransportOptions
         if (ReceiveWindowBytes < Datagrams.DatagramConnection.InitialWindow || SendBufferBytes < 64 * 1024)
         {
             throw new ArgumentException("ReceiveWindowBytes must be at least 256 KiB and SendBufferBytes at least 64 KiB.", parameterName);
+        }
+
+        if (KeepAliveInterval < TimeSpan.Zero || (KeepAliveIdleLimit <= TimeSpan.Zero && KeepAliveIdleLimit != System.Threading.Timeout.InfiniteTimeSpan))
+        {
+            throw new ArgumentException("KeepAliveInterval must not be negative, and KeepAliveIdleLimit must be positive or infinite.", parameterName);
         }
 
         return this;

@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using System.Security.Cryptography;
 using System.Threading;
 using System.Threading.Tasks;
+using Microsoft.Extensions.Time.Testing;
 using PeerLink.Testing;
 using PeerLink.Transport.Datagrams;
 using Xunit;
@@ -115,6 +116,73 @@ public sealed class DatagramDeliveryTests
         });
         Assert.Equal(PeerLinkError.PeerTimeout, e.Error);
         Assert.True(a.Timeouts > 0);
+    }
+
+    [Fact]
+    public async Task AnIdleConnectionSendsKeepalivesUntilTheApplicationHasBeenQuietTooLong()
+    {
+        // A fake clock jumps: the timers due within a step fire at its end, so each step is followed by the deliveries
+        // it caused and the acknowledgements those owe.
+        var time = new FakeTimeProvider();
+        var settings = new DatagramConnectionSettings { Time = time, KeepAliveInterval = TimeSpan.FromSeconds(25), KeepAliveIdleLimit = TimeSpan.FromSeconds(60) };
+        (DatagramConnection a, DatagramConnection b, ImpairedDatagramLink toB, ImpairedDatagramLink toA) = ImpairedDatagramLink.Pair(settings);
+        try
+        {
+            await a.Transport.Output.WriteAsync(new byte[1000]);
+            await ReadExactlyAsync(b.Transport.Input, 1000).WaitAsync(Limit);
+            await StepAsync(TimeSpan.Zero);
+
+            // Quiet, but the application was active lately: every 25 s something goes out (a PING, or an ACK owed).
+            Assert.True(await StepAsync(TimeSpan.FromSeconds(25)) > 0, "nothing kept the mappings open after 25 s");
+            Assert.True(await StepAsync(TimeSpan.FromSeconds(25)) > 0, "nothing kept the mappings open after 50 s");
+            Assert.True(a.KeepAlivesSent + b.KeepAlivesSent >= 1);
+
+            // 75 s, 100 s, 125 s: the application has moved nothing for more than 60 s, and nothing at all goes out.
+            Assert.Equal(0, await StepAsync(TimeSpan.FromSeconds(25)));
+            Assert.Equal(0, await StepAsync(TimeSpan.FromSeconds(25)));
+            Assert.Equal(0, await StepAsync(TimeSpan.FromSeconds(25)));
+
+            // Data again: keepalives resume.
+            await a.Transport.Output.WriteAsync(new byte[10]);
+            await ReadExactlyAsync(b.Transport.Input, 10).WaitAsync(Limit);
+            await StepAsync(TimeSpan.Zero);
+            long pings = a.KeepAlivesSent + b.KeepAlivesSent;
+            Assert.True(await StepAsync(TimeSpan.FromSeconds(25)) > 0, "keepalives did not resume");
+            Assert.True(await StepAsync(TimeSpan.FromSeconds(25)) > 0);
+            Assert.True(a.KeepAlivesSent + b.KeepAlivesSent > pings);
+        }
+        finally
+        {
+            a.Abort();   // a graceful close would wait for the frozen clock
+            b.Abort();
+            await a.DisposeAsync();
+            await b.DisposeAsync();
+        }
+
+        // Moves the clock, then lets what that sent arrive and be answered; returns the datagrams the step sent.
+        async Task<long> StepAsync(TimeSpan step)
+        {
+            long before = toA.Sent + toB.Sent;
+            time.Advance(step);
+            long sent = toA.Sent + toB.Sent - before;
+            for (int round = 0; round < 4; round++)
+            {
+                await UntilAsync(() => a.DatagramsReceived == toA.Sent && b.DatagramsReceived == toB.Sent);
+                time.Advance(settings.MaxAckDelay);   // delayed acknowledgements go out
+            }
+
+            await UntilAsync(() => a.DatagramsReceived == toA.Sent && b.DatagramsReceived == toB.Sent);
+            return sent;
+        }
+    }
+
+    private static async Task UntilAsync(Func<bool> condition)
+    {
+        using var limit = new CancellationTokenSource(Limit);
+        while (!condition())
+        {
+            await Task.Delay(1, limit.Token);   // polls a state the in-memory link changes; the outcome does not depend on timing
+        }
     }
 
     [Fact]

@@ -44,6 +44,12 @@ internal sealed record DatagramConnectionSettings
 
     public TimeSpan MinRto { get; init; } = TimeSpan.FromMilliseconds(20);
 
+    /// <summary>A PING goes out when nothing was sent for this long (NAT mappings stay open); zero: never.</summary>
+    public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>Keepalives stop once the application has moved no data for this long; infinite: never.</summary>
+    public TimeSpan KeepAliveIdleLimit { get; init; } = TimeSpan.FromMinutes(10);
+
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
 
@@ -126,6 +132,9 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private long _probeSentAt;
     private long _lossTime = long.MaxValue;
     private long _lastAckElicitingSentAt;
+    private long _lastSentAt;            // any datagram: what keeps the NAT mappings open
+    private long _lastActivityAt;        // the application's data, either way: keepalives stop after a long silence
+    private bool _pingNow;
     private long _lastProgressAt;
 
     // Congestion control (NewReno) and RTT.
@@ -191,6 +200,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         _cwnd = Math.Min(10L * settings.MaxPayload, Math.Max(14720, 2L * settings.MaxPayload));
         _advertisedLimit = settings.ReceiveWindowBytes;
         _lastProgressAt = _time.GetTimestamp();
+        _lastSentAt = _lastProgressAt;
+        _lastActivityAt = _lastProgressAt;
         _timer = _time.CreateTimer(static s => ((DatagramConnection)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
@@ -230,6 +241,14 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     }
 
     public override CancellationToken ConnectionClosed => _closed.Token;
+
+    /// <summary>Datagrams that opened (for tests that step a fake clock).</summary>
+    internal long DatagramsReceived => Interlocked.Read(ref _datagramsReceived);
+
+    private long _datagramsReceived;
+
+    /// <summary>Keepalive PINGs sent (for tests and diagnostics).</summary>
+    public long KeepAlivesSent { get; private set; }
 
     /// <summary>Packets declared lost and resent (for tests and diagnostics).</summary>
     public long Retransmissions { get; private set; }
@@ -521,6 +540,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             {
                 TrySendLocked();
             }
+
+            Interlocked.Increment(ref _datagramsReceived);   // after the timers are re-armed: tests step a fake clock on it
         }
         catch (PeerLinkException e)
         {
@@ -560,6 +581,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                     break;
                 case FrameStream:
                     ackEliciting = true;
+                    _lastActivityAt = now;
                     payload = OnStream(payload);
                     break;
                 case FrameMaxData:
@@ -1382,7 +1404,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
                 }
             }
 
-            if (!haveStream && !_ackNow && !(_limitDirty && cwndOpen))
+            if (!haveStream && !_ackNow && !(_limitDirty && cwndOpen) && !_pingNow)
             {
                 break;
             }
@@ -1442,8 +1464,17 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             ackEliciting = true;
         }
 
+        if (_pingNow && !haveStream && !ackEliciting)
+        {
+            payload[used++] = FramePing;     // a keepalive: the peer's acknowledgement refreshes the mappings both ways
+            ackEliciting = true;
+            KeepAlivesSent++;
+        }
+
+        _pingNow = false;
         if (haveStream)
         {
+            _lastActivityAt = now;
             payload[used] = FrameStream;
             payload[used + 1] = fin ? StreamFin : (byte)0;
             BinaryPrimitives.WriteUInt64BigEndian(payload[(used + 2)..], (ulong)offset);
@@ -1476,6 +1507,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
 
         _sender.Send(_packet.AsSpan(0, size), _remote);
+        _lastSentAt = now;
         if (ackEliciting)
         {
             if (_bytesInFlight == 0)
@@ -1622,10 +1654,28 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             due = Math.Min(due, _lingerUntil);
         }
 
+        if (KeepAliveDueLocked() is long keepAlive)
+        {
+            due = Math.Min(due, keepAlive);
+        }
+
         if (due != long.MaxValue)
         {
             ArmTimerLocked(Math.Max(due, now));
         }
+    }
+
+    /// <summary>When the next keepalive is due, or null when none is (off, failing, closing, or the application went quiet).</summary>
+    private long? KeepAliveDueLocked()
+    {
+        TimeSpan interval = _settings.KeepAliveInterval;
+        if (interval <= TimeSpan.Zero || _failed || _lingerUntil != long.MaxValue || _bytesInFlight > 0)
+        {
+            return null;
+        }
+
+        long due = _lastSentAt + ToTicks(interval);
+        return _settings.KeepAliveIdleLimit == Timeout.InfiniteTimeSpan || due - _lastActivityAt < ToTicks(_settings.KeepAliveIdleLimit) ? due : null;
     }
 
     private void ArmTimerLocked(long due)
@@ -1719,6 +1769,19 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             {
                 DetectLossesLocked(now);
                 PopSettled();
+            }
+
+            if (KeepAliveDueLocked() is long keepAlive && now >= keepAlive)
+            {
+                // An acknowledgement owed to the peer refreshes the mappings as well as a PING would: send it now instead.
+                if (AckPending)
+                {
+                    _ackNow = true;
+                }
+                else
+                {
+                    _pingNow = true;
+                }
             }
 
             if (_handshakeTail is not null && now >= _lastAckElicitingSentAt + ToTicks(CurrentRto()))
