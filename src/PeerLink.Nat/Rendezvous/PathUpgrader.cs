@@ -37,16 +37,22 @@ internal sealed class PathUpgrader
     private readonly List<PathAttempt> _attempts = [];
     private readonly SemaphoreSlim _attemptGate = new(1, 1);
     private TaskCompletionSource<(PathCandidates Candidates, long At)>? _awaitingCandidates;
+    /// <summary>How long birthday probing may take: HyperDHT's 1,750 checks, 20 ms apart.</summary>
+    private static readonly TimeSpan BirthdayBudget = TimeSpan.FromSeconds(35);
+
     private readonly UdpTransport? _udp;
+    private readonly BirthdayGate _birthdays;
+    private int _udpFailures;
     private (Prepared Preparation, PathCandidates Theirs)? _responderAttempt;
     private ITimer? _retry;
     private int _attemptNumber;
     private int _failedInARow;
     private bool _direct;
 
-    public PathUpgrader(SecureSession session, MigratingConnection connection, PeerId self, RendezvousClientOptions options, Func<IPEndPoint?> stunServer, string rendezvous, UdpTransport? udp, ILoggerFactory loggerFactory, TimeProvider time)
+    public PathUpgrader(SecureSession session, MigratingConnection connection, PeerId self, RendezvousClientOptions options, Func<IPEndPoint?> stunServer, string rendezvous, UdpTransport? udp, BirthdayGate birthdays, ILoggerFactory loggerFactory, TimeProvider time)
     {
         _udp = udp;
+        _birthdays = birthdays;
         _session = session;
         _connection = connection;
         _options = options;
@@ -157,7 +163,7 @@ internal sealed class PathUpgrader
 
                         if (attempt is { } go)
                         {
-                            _ = Task.Run(() => PunchAndApplyAsync(go.Preparation, go.Theirs, sync.Attempt, delay: TimeSpan.Zero));
+                            _ = Task.Run(() => PunchAndApplyAsync(go.Preparation, go.Theirs, sync.Attempt, delay: TimeSpan.Zero, sync.Birthday));
                         }
 
                         break;
@@ -263,8 +269,9 @@ internal sealed class PathUpgrader
         }
 
         TimeSpan rtt = _time.GetElapsedTime(sentAt, answer.At);
-        Send(new PathSync(number));
-        await PunchAndApplyAsync(preparation, answer.Candidates, number, delay: TimeSpan.FromTicks(Math.Min(rtt.Ticks / 2, TimeSpan.FromMilliseconds(500).Ticks))).ConfigureAwait(false);
+        bool birthday = _udpFailures > 0 && preparation.Udp is { } udp && RandomSides(udp, answer.Candidates) is (true, false) or (false, true);
+        Send(new PathSync(number, birthday));
+        await PunchAndApplyAsync(preparation, answer.Candidates, number, delay: TimeSpan.FromTicks(Math.Min(rtt.Ticks / 2, TimeSpan.FromMilliseconds(500).Ticks)), birthday).ConfigureAwait(false);
     }
 
     /// <summary>TCP and UDP preparations run side by side; either may be off by option.</summary>
@@ -315,7 +322,42 @@ internal sealed class PathUpgrader
         return new Prepared(tcpPrepared, udpPrepared);
     }
 
-    private async Task PunchAndApplyAsync(Prepared preparation, PathCandidates theirs, int number, TimeSpan delay)
+    /// <summary>
+    /// Whether each side's NAT looks like one that picks a new port for every destination: its reflexive port is not the
+    /// port its socket bound. A hint (a NAT that maps consistently but to other ports looks the same), used only after
+    /// an ordinary attempt failed.
+    /// </summary>
+    private static (bool Mine, bool Theirs) RandomSides(UdpPunch mine, PathCandidates theirs)
+    {
+        bool mineRandom = mine.Observed is { } observed && mine.Candidates.Any(c => c.Kind == UdpCandidateKind.Host && c.EndPoint.Port != observed.Port);
+        UdpCandidate[] parsed = [.. (theirs.UdpCandidates ?? []).Select(t => UdpCandidate.TryParse(t, out UdpCandidate c) ? c : default).Where(c => c.EndPoint is not null)];
+        bool theirsRandom = parsed.Any(c => c.Kind == UdpCandidateKind.ServerReflexive) && parsed.Any(c => c.Kind == UdpCandidateKind.Host)
+            && parsed.First(c => c.Kind == UdpCandidateKind.ServerReflexive).EndPoint.Port != parsed.First(c => c.Kind == UdpCandidateKind.Host).EndPoint.Port;
+        return (mineRandom, theirsRandom);
+    }
+
+    /// <summary>The UDP half of an attempt: ordinary checks, or birthday probing in the role this side's NAT gives it.</summary>
+    private Task<UdpPunchResult>? PunchUdp(Prepared preparation, PathCandidates theirs, List<UdpCandidate> candidates, bool birthday, out IDisposable? birthdayTurn)
+    {
+        birthdayTurn = null;
+        if (preparation.Udp is not { } punch || _udp is null || theirs.UdpSecret is not { Length: UdpPunch.SecretLength } secret || candidates.Count == 0)
+        {
+            return null;
+        }
+
+        if (birthday && IPEndPoint.TryParse(theirs.UdpObserved ?? "", out IPEndPoint? observed) && _birthdays.TryEnter(_time) is { } turn)
+        {
+            birthdayTurn = turn;
+            UdpPunch.Keys keys = punch.SetPeer(theirs.UdpIndex, secret, _driver);
+            return RandomSides(punch, theirs).Mine
+                ? BirthdayPunch.RunAsync(_udp, punch, keys, observed, _driver, BirthdayPunch.DefaultSockets, BirthdayBudget, _time, _stop.Token)
+                : punch.RunAsync(candidates, theirs.UdpIndex, secret, _driver, BirthdayBudget, _stop.Token, spray: observed.Address);
+        }
+
+        return punch.RunAsync(candidates, theirs.UdpIndex, secret, controlling: _driver, _options.PunchTimeout, _stop.Token);
+    }
+
+    private async Task PunchAndApplyAsync(Prepared preparation, PathCandidates theirs, int number, TimeSpan delay, bool birthday = false)
     {
         using (preparation)
         {
@@ -351,12 +393,20 @@ internal sealed class PathUpgrader
             Task<PunchResult>? tcp = preparation.Tcp is { } tcpPrepared && candidates.Count > 0
                 ? TcpPunch.PunchAsync(tcpPrepared, candidates, theirs.Token, _speakFirst, _options.PunchTimeout, new TcpTransportOptions(), _logger, tcpStop.Token)
                 : null;
-            Task<UdpPunchResult>? udp = preparation.Udp is { } udpPrepared && theirs.UdpSecret is { Length: UdpPunch.SecretLength } secret && udpCandidates.Count > 0
-                ? udpPrepared.RunAsync(udpCandidates, theirs.UdpIndex, secret, controlling: _driver, _options.PunchTimeout, _stop.Token)
-                : null;
+            Task<UdpPunchResult>? udp = PunchUdp(preparation, theirs, udpCandidates, birthday, out IDisposable? birthdayTurn);
 
             // UDP first: when it works, it is the path, and a TCP connection that also formed is closed.
-            UdpPunchResult? udpResult = udp is null ? null : await udp.ConfigureAwait(false);
+            UdpPunchResult? udpResult;
+            using (birthdayTurn)
+            {
+                udpResult = udp is null ? null : await udp.ConfigureAwait(false);
+            }
+
+            if (udpResult is { Connection: null })
+            {
+                _udpFailures++;
+            }
+
             if (udpResult?.Connection is { } datagrams)
             {
                 await tcpStop.CancelAsync().ConfigureAwait(false);
@@ -398,7 +448,8 @@ internal sealed class PathUpgrader
                 }
             }
 
-            string udpWhy = udpResult is { } failed ? failed.Detail
+            (bool mineRandom, bool theirsRandom) = preparation.Udp is { } mine ? RandomSides(mine, theirs) : (false, false);
+            string udpWhy = udpResult is { } failed ? failed.Detail + (mineRandom && theirsRandom ? " (both NATs pick new ports for every destination: no birthday probing)" : "")
                 : !_options.PunchUdp || _udp is null ? "UDP punching is off here"
                 : theirs.UdpSecret is null ? "the peer does not punch UDP"
                 : "no UDP candidates";
@@ -506,3 +557,46 @@ internal sealed class Prepared(PunchPreparation? tcp, UdpPunch? udp) : IDisposab
         Udp?.Dispose();
     }
 }
+
+/// <summary>HyperDHT's safety rails for birthday probing: one at a time per node, and at least 20 s between two.</summary>
+internal sealed class BirthdayGate
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(20);
+
+    private readonly Lock _gate = new();
+    private bool _running;
+    private long _lastEndedAt = long.MinValue;
+
+    /// <summary>A turn to probe (dispose it when done), or null when another runs or the last ended under 20 s ago.</summary>
+    public IDisposable? TryEnter(TimeProvider time)
+    {
+        lock (_gate)
+        {
+            if (_running || (_lastEndedAt != long.MinValue && time.GetElapsedTime(_lastEndedAt) < Interval))
+            {
+                return null;
+            }
+
+            _running = true;
+            return new Turn(this, time);
+        }
+    }
+
+    private sealed class Turn(BirthdayGate gate, TimeProvider time) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                lock (gate._gate)
+                {
+                    gate._running = false;
+                    gate._lastEndedAt = time.GetTimestamp();
+                }
+            }
+        }
+    }
+}
+

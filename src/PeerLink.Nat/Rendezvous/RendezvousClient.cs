@@ -41,6 +41,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
     private TimeSpan _keepAlive;
     private IPEndPoint? _stunServer;
     private UdpTransport? _udp;
+    private readonly BirthdayGate _birthdays = new();
     private int _disposed;
 
     internal RendezvousClient(IPEndPoint endPoint, PeerId rendezvousPeer, RendezvousClientOptions options, ILoggerFactory loggerFactory)
@@ -197,7 +198,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             return;
         }
 
-        new PathUpgrader(session, connection, _node!.PeerId, _options, () => Volatile.Read(ref _stunServer), rendezvous, _udp, _loggerFactory, _time).Start();
+        new PathUpgrader(session, connection, _node!.PeerId, _options, () => Volatile.Read(ref _stunServer), rendezvous, _udp, _birthdays, _loggerFactory, _time).Start();
     }
 
     /// <summary>Stops attaching and closes the attach session; sessions already relayed carry on until the node ends them.</summary>

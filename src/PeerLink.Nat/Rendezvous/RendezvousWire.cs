@@ -145,4 +145,5 @@ internal sealed record PathCandidates(int Attempt, byte[] Token, string[] Addres
 
 /// <summary>The driving side measured the round trip: punch now (the driver punches half a round trip later).</summary>
 /// <param name="Attempt">The attempt's number.</param>
-internal sealed record PathSync(int Attempt) : PathMessage;
+/// <param name="Birthday">UDP by birthday probing this time (exactly one side's NAT picks a new port per destination).</param>
+internal sealed record PathSync(int Attempt, bool Birthday = false) : PathMessage;

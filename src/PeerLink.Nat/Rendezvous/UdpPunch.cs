@@ -188,7 +188,11 @@ internal sealed class UdpPunch : IDisposable
     /// <param name="controlling">True on the side that nominates.</param>
     /// <param name="budget">How long to try.</param>
     /// <param name="cancellationToken">Stops the attempt.</param>
-    public async Task<UdpPunchResult> RunAsync(IReadOnlyList<UdpCandidate> theirs, uint theirIndex, byte[] theirSecret, bool controlling, TimeSpan budget, CancellationToken cancellationToken)
+    /// <param name="spray">
+    /// Birthday probing: the address of a peer whose NAT picks a new port for every destination. Three checks in four
+    /// then go to a random port of it (1,024-65,535), hoping for one of the mappings the peer's many sockets opened.
+    /// </param>
+    public async Task<UdpPunchResult> RunAsync(IReadOnlyList<UdpCandidate> theirs, uint theirIndex, byte[] theirSecret, bool controlling, TimeSpan budget, CancellationToken cancellationToken, IPAddress? spray = null)
     {
         Keys keys = SetPeer(theirIndex, theirSecret, controlling);
         uint localPriority = Candidates.Count > 0 ? Candidates.Max(c => c.Priority) : UdpCandidate.PriorityOf(UdpCandidateKind.Host, 65535);
@@ -206,6 +210,7 @@ internal sealed class UdpPunch : IDisposable
         var transactions = new Dictionary<ulong, (Pair Pair, bool Nominate)>();
         Pair? nominated = null;
         int sent = 0;
+        int sprayed = 0;
         int next = 0;
         long started = _time.GetTimestamp();
         long nextSendAt = started;
@@ -244,6 +249,18 @@ internal sealed class UdpPunch : IDisposable
                     continue;   // not ours, or an answer from elsewhere than asked (RFC 8445 §7.2.5.2.1: not symmetric)
                 }
 
+                if (!pairs.Contains(sentTo.Pair))
+                {
+                    if (pairs.FirstOrDefault(p => p.Remote.Equals(e.From)) is { } known)
+                    {
+                        sentTo = (known, sentTo.Nominate);
+                    }
+                    else
+                    {
+                        pairs.Add(sentTo.Pair);   // a sprayed port that answered
+                    }
+                }
+
                 sentTo.Pair.Succeeded = true;
                 mapped ??= e.Mapped;
                 if (sentTo.Nominate && controlling)
@@ -256,9 +273,10 @@ internal sealed class UdpPunch : IDisposable
             if (_time.GetElapsedTime(started, now) >= budget)
             {
                 string learned = pairs.Any(p => p.Candidate.Kind == UdpCandidateKind.PeerReflexive) ? "; learned " + string.Join(", ", pairs.Where(p => p.Candidate.Kind == UdpCandidateKind.PeerReflexive).Select(p => p.Remote)) : "";
+                string birthday = spray is null ? "" : $" ({sprayed} of them to random ports of {spray}: birthday probing found no mapping)";
                 string detail = pairs.Any(p => p.Succeeded)
                     ? $"no UDP path: checks answered, but no nomination within {budget.TotalSeconds} s"
-                    : $"no UDP path: {sent} checks to {pairs.Count} candidate(s), none answered{learned}";
+                    : $"no UDP path: {sent} checks to {pairs.Count} candidate(s), none answered{birthday}{learned}";
                 return new UdpPunchResult(null, detail);
             }
 
@@ -267,7 +285,7 @@ internal sealed class UdpPunch : IDisposable
                 nominated = pairs.Where(p => p.Succeeded).MaxBy(p => p.Priority);
             }
 
-            if (now >= nextSendAt && pairs.Count > 0)
+            if (now >= nextSendAt && (pairs.Count > 0 || spray is not null))
             {
                 Pair target;
                 bool nominate = false;
@@ -278,7 +296,17 @@ internal sealed class UdpPunch : IDisposable
                 }
                 else if (!triggered.TryDequeue(out target!))
                 {
-                    target = pairs[next++ % pairs.Count];
+                    if (spray is not null && (pairs.Count == 0 || (sent % 4) != 3))
+                    {
+                        var guess = new IPEndPoint(spray, Random.Shared.Next(1024, 65536));
+                        uint priority = UdpCandidate.PriorityOf(UdpCandidateKind.PeerReflexive, 0);
+                        target = new Pair(new UdpCandidate(UdpCandidateKind.PeerReflexive, guess, priority), UdpCandidate.PairPriority(priority, localPriority)) { Sprayed = true };
+                        sprayed++;
+                    }
+                    else
+                    {
+                        target = pairs[next++ % pairs.Count];
+                    }
                 }
 
                 ulong transaction = (ulong)Random.Shared.NextInt64();
@@ -289,7 +317,7 @@ internal sealed class UdpPunch : IDisposable
             }
 
             TimeSpan wait = TimeSpan.FromSeconds(Math.Max(0, nextSendAt - _time.GetTimestamp()) / (double)_time.TimestampFrequency);
-            if (pairs.Count == 0)
+            if (pairs.Count == 0 && spray is null)
             {
                 wait = budget - _time.GetElapsedTime(started);
             }
@@ -317,7 +345,7 @@ internal sealed class UdpPunch : IDisposable
     {
         PeerConnection connection = _transport.OpenPunched(Index, keys.TheirIndex, pair.Remote, keys.SendData, keys.ReceiveData);
         _opened = true;
-        string kind = pair.Candidate.Kind switch
+        string kind = pair.Sprayed ? "a port of the peer's NAT found by birthday probing" : pair.Candidate.Kind switch
         {
             UdpCandidateKind.Host => "the peer's host address",
             UdpCandidateKind.PeerReflexive => "a peer-reflexive address, learned from its check",
@@ -377,7 +405,24 @@ internal sealed class UdpPunch : IDisposable
 
     private void Send(Keys keys, IPEndPoint to, ulong transaction, bool nominate, bool response, IPEndPoint? mapped)
     {
-        Span<byte> datagram = stackalloc byte[DatagramWire.ProbeHeaderSize + 19 + DatagramWire.TagSize];
+        Span<byte> datagram = stackalloc byte[MaxProbeSize];
+        int length = WriteProbe(datagram, keys, transaction, nominate, response, mapped);
+        try
+        {
+            _transport.SendRaw(datagram[..length], to);
+        }
+        catch (Exception e) when (e is PeerLinkException or ObjectDisposedException)
+        {
+            // A check that cannot leave (no route to that candidate): others may.
+        }
+    }
+
+    /// <summary>The largest probe: header, an IPv6 seen-from address, tag.</summary>
+    internal const int MaxProbeSize = DatagramWire.ProbeHeaderSize + 19 + DatagramWire.TagSize;
+
+    /// <summary>Writes a signed probe to the peer's index; returns its length.</summary>
+    internal static int WriteProbe(Span<byte> datagram, Keys keys, ulong transaction, bool nominate, bool response, IPEndPoint? mapped)
+    {
         datagram[0] = DatagramWire.Probe;
         datagram[1] = (byte)((response ? DatagramWire.ProbeResponseBit : 0) | (nominate ? DatagramWire.ProbeNominateBit : 0));
         datagram[2] = 0;
@@ -393,15 +438,21 @@ internal sealed class UdpPunch : IDisposable
         Span<byte> tag = stackalloc byte[32];
         HMACSHA256.HashData(keys.SendProbe, datagram[..length], tag);
         tag[..DatagramWire.TagSize].CopyTo(datagram[length..]);
-        length += DatagramWire.TagSize;
-        try
+        return length + DatagramWire.TagSize;
+    }
+
+    /// <summary>Reads a probe that arrived for <paramref name="index"/>: null unless it is one, to that index, and verifies.</summary>
+    internal static ProbeEvent? ReadProbe(ReadOnlySpan<byte> datagram, Keys keys, uint index, IPEndPoint from)
+    {
+        if (datagram.Length < DatagramWire.ProbeHeaderSize + DatagramWire.TagSize || datagram[0] != DatagramWire.Probe
+            || BinaryPrimitives.ReadUInt32BigEndian(datagram[4..]) != index || !Verify(keys.ReceiveProbe, datagram))
         {
-            _transport.SendRaw(datagram[..length], to);
+            return null;
         }
-        catch (Exception e) when (e is PeerLinkException or ObjectDisposedException)
-        {
-            // A check that cannot leave (no route to that candidate): others may.
-        }
+
+        bool response = (datagram[1] & DatagramWire.ProbeResponseBit) != 0;
+        IPEndPoint? mapped = response ? ReadAddress(datagram[DatagramWire.ProbeHeaderSize..^DatagramWire.TagSize]) : null;
+        return new ProbeEvent(response, BinaryPrimitives.ReadUInt64BigEndian(datagram[8..]), from, (datagram[1] & DatagramWire.ProbeNominateBit) != 0, mapped);
     }
 
     private static bool Verify(byte[] key, ReadOnlySpan<byte> datagram)
@@ -449,7 +500,7 @@ internal sealed class UdpPunch : IDisposable
 
     internal sealed record Keys(uint TheirIndex, byte[] SendProbe, byte[] ReceiveProbe, byte[] SendData, byte[] ReceiveData);
 
-    private readonly record struct ProbeEvent(bool IsResponse, ulong Transaction, IPEndPoint From, bool Nominate, IPEndPoint? Mapped);
+    internal readonly record struct ProbeEvent(bool IsResponse, ulong Transaction, IPEndPoint From, bool Nominate, IPEndPoint? Mapped);
 
     private sealed class Pair(UdpCandidate candidate, ulong priority)
     {
@@ -460,5 +511,7 @@ internal sealed class UdpPunch : IDisposable
         public ulong Priority { get; } = priority;
 
         public bool Succeeded { get; set; }
+
+        public bool Sprayed { get; init; }
     }
 }

@@ -126,6 +126,22 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
         return index;
     }
 
+    /// <summary>Reserves a given punch index (on a transport made for one punched path, whose peer already knows it).</summary>
+    internal void ReservePunchIndex(uint index, Action<byte[], IPEndPoint> onProbe)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (index == 0 || !_byIndex.TryAdd(index, new PunchTarget(onProbe) { Index = index }))
+        {
+            throw new InvalidOperationException("The punch index is taken.");
+        }
+    }
+
+    /// <summary>
+    /// A transport on another socket with this one's identity and settings, that accepts no sessions: birthday probing
+    /// finds its path on one of many sockets, and that socket then carries the path.
+    /// </summary>
+    internal UdpTransport CreateSibling(Socket socket) => new(socket, _options, _udp, _loggerFactory) { AcceptsSessions = false };
+
     /// <summary>Gives up a punch index on which no connection was opened (a failed attempt).</summary>
     internal void ReleasePunchIndex(uint index)
     {
