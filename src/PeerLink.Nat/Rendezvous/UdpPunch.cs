@@ -189,8 +189,9 @@ internal sealed class UdpPunch : IDisposable
     /// <param name="budget">How long to try.</param>
     /// <param name="cancellationToken">Stops the attempt.</param>
     /// <param name="spray">
-    /// Birthday probing: the address of a peer whose NAT picks a new port for every destination. Three checks in four
-    /// then go to a random port of it (1,024-65,535), hoping for one of the mappings the peer's many sockets opened.
+    /// Birthday probing: the address of a peer whose NAT picks a new port for every destination. Every check that is not
+    /// a triggered one then goes to a random port of it (1,024-65,535), hoping for one of the mappings the peer's many
+    /// sockets opened (its announced candidates failed already).
     /// </param>
     public async Task<UdpPunchResult> RunAsync(IReadOnlyList<UdpCandidate> theirs, uint theirIndex, byte[] theirSecret, bool controlling, TimeSpan budget, CancellationToken cancellationToken, IPAddress? spray = null)
     {
@@ -296,7 +297,7 @@ internal sealed class UdpPunch : IDisposable
                 }
                 else if (!triggered.TryDequeue(out target!))
                 {
-                    if (spray is not null && (pairs.Count == 0 || (sent % 4) != 3))
+                    if (spray is not null)
                     {
                         var guess = new IPEndPoint(spray, Random.Shared.Next(1024, 65536));
                         uint priority = UdpCandidate.PriorityOf(UdpCandidateKind.PeerReflexive, 0);
