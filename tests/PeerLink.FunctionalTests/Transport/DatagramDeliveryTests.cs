@@ -176,6 +176,46 @@ public sealed class DatagramDeliveryTests
         }
     }
 
+    [Fact]
+    public async Task ALostTailIsFoundByAProbeBeforeTheRetransmissionTimeout()
+    {
+        var time = new FakeTimeProvider();
+        var settings = new DatagramConnectionSettings { Time = time, KeepAliveInterval = TimeSpan.Zero };
+        (DatagramConnection a, DatagramConnection b, ImpairedDatagramLink toB, ImpairedDatagramLink toA) = ImpairedDatagramLink.Pair(settings);
+        try
+        {
+            // A round trip measured, everything acknowledged.
+            await a.Transport.Output.WriteAsync(new byte[1000]);
+            await ReadExactlyAsync(b.Transport.Input, 1000).WaitAsync(Limit);
+            for (int i = 0; i < 4; i++)
+            {
+                await UntilAsync(() => a.DatagramsReceived == toA.Sent && b.DatagramsReceived == toB.Sent);
+                time.Advance(settings.MaxAckDelay);
+            }
+
+            // The last datagram of a flight is lost, and nothing follows it.
+            toB.Dead = true;
+            await a.Transport.Output.WriteAsync(new byte[100]);
+            await UntilAsync(() => toB.Dropped == 1);
+            toB.Dead = false;
+
+            // 2·SRTT + the peer's acknowledgement delay later (well inside the 20 ms timeout floor): a probe, whose
+            // acknowledgement shows the hole, and the lost bytes go again.
+            time.Advance(TimeSpan.FromMilliseconds(7));
+            await ReadExactlyAsync(b.Transport.Input, 100).WaitAsync(Limit);
+
+            Assert.Equal(1, a.TailProbes);
+            Assert.Equal(0, a.Timeouts);
+        }
+        finally
+        {
+            a.Abort();
+            b.Abort();
+            await a.DisposeAsync();
+            await b.DisposeAsync();
+        }
+    }
+
     private static async Task UntilAsync(Func<bool> condition)
     {
         using var limit = new CancellationTokenSource(Limit);

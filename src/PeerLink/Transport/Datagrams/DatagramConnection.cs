@@ -135,6 +135,8 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     private long _lastSentAt;            // any datagram: what keeps the NAT mappings open
     private long _lastActivityAt;        // the application's data, either way: keepalives stop after a long silence
     private bool _pingNow;
+    private bool _tailProbe;             // the PING going out is a tail loss probe, not a keepalive
+    private bool _tailProbeSent;         // one per flight: reset when an acknowledgement brings progress
     private long _lastProgressAt;
 
     // Congestion control (NewReno) and RTT.
@@ -246,6 +248,9 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
     internal long DatagramsReceived => Interlocked.Read(ref _datagramsReceived);
 
     private long _datagramsReceived;
+
+    /// <summary>Tail loss probes sent (for tests and diagnostics).</summary>
+    public long TailProbes { get; private set; }
 
     /// <summary>Keepalive PINGs sent (for tests and diagnostics).</summary>
     public long KeepAlivesSent { get; private set; }
@@ -943,6 +948,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
 
         _rtoBackoff = 0;
+        _tailProbeSent = false;
         _lastProgressAt = now;
         DetectLossesLocked(now);
         PopSettled();
@@ -1468,10 +1474,18 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         {
             payload[used++] = FramePing;     // a keepalive: the peer's acknowledgement refreshes the mappings both ways
             ackEliciting = true;
-            KeepAlivesSent++;
+            if (_tailProbe)
+            {
+                TailProbes++;
+            }
+            else
+            {
+                KeepAlivesSent++;
+            }
         }
 
         _pingNow = false;
+        _tailProbe = false;
         if (haveStream)
         {
             _lastActivityAt = now;
@@ -1635,6 +1649,11 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             due = Math.Min(due, _lastAckElicitingSentAt + ToTicks(CurrentRto()));
         }
 
+        if (TailProbeDueLocked() is long tail)
+        {
+            due = Math.Min(due, tail);
+        }
+
         if (_lossTime != long.MaxValue)
         {
             due = Math.Min(due, _lossTime);
@@ -1663,6 +1682,22 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         {
             ArmTimerLocked(Math.Max(due, now));
         }
+    }
+
+    /// <summary>
+    /// A tail loss probe (RACK-TLP, RFC 8985 §7): when data is in flight and nothing was acknowledged for two round trips
+    /// and the peer's acknowledgement delay, one PING goes out. Its acknowledgement shows which packets of the flight's
+    /// tail are missing, so they are resent after a round trip instead of after the retransmission timeout.
+    /// </summary>
+    private long? TailProbeDueLocked()
+    {
+        if (_bytesInFlight == 0 || _tailProbeSent || !_hasRtt || _failed || _rtoBackoff > 0)
+        {
+            return null;
+        }
+
+        TimeSpan wait = Max(_srtt * 2, TimeSpan.FromMilliseconds(1)) + _settings.MaxAckDelay;
+        return wait < CurrentRto() ? _lastAckElicitingSentAt + ToTicks(wait) : null;
     }
 
     /// <summary>When the next keepalive is due, or null when none is (off, failing, closing, or the application went quiet).</summary>
@@ -1769,6 +1804,13 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             {
                 DetectLossesLocked(now);
                 PopSettled();
+            }
+
+            if (TailProbeDueLocked() is long tail && now >= tail)
+            {
+                _pingNow = true;
+                _tailProbe = true;
+                _tailProbeSent = true;
             }
 
             if (KeepAliveDueLocked() is long keepAlive && now >= keepAlive)
