@@ -695,21 +695,63 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             _delivered = end;
             _unflushed = true;
         }
-        else if (end > _delivered && length > 0 && !_segments.ContainsKey(offset))
+        else if (end > _delivered && length > 0 && TrimHeldLocked(ref offset, end) is var kept && kept > 0)
         {
-            if (_segmentBytes + length > 2L * _settings.ReceiveWindowBytes)
+            // Only bytes not held already: a resend cut at other boundaries (its packet carried other frames) overlaps
+            // what arrived before, and must neither be dropped (the peer counts it delivered) nor held twice.
+            if (_segmentBytes + kept > 2L * _settings.ReceiveWindowBytes)
             {
                 throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's overlapping segments exceed the receive window.");
             }
 
-            byte[] buffer = RentSegment(length);
-            data.CopyTo(buffer);
-            _segments.Add(offset, (buffer, length));
-            _segmentBytes += length;
+            byte[] buffer = RentSegment(kept);
+            data[(int)(offset - (end - length))..].CopyTo(buffer);
+            _segments.Add(offset, (buffer, kept));
+            _segmentBytes += kept;
         }
 
         DeliverLocked();
         return payload[(StreamHeaderSize + length)..];
+    }
+
+    /// <summary>
+    /// Moves <paramref name="offset"/> past the bytes before <paramref name="end"/> that are delivered or held already
+    /// (from the start only: held segments are contiguous from their key); returns how many bytes remain to hold.
+    /// </summary>
+    private int TrimHeldLocked(ref long offset, long end)
+    {
+        offset = Math.Max(offset, _delivered);
+        while (offset < end)
+        {
+            // The held segment that starts at or before offset, if any (binary search of the sorted keys).
+            IList<long> keys = _segments.Keys;
+            int lo = 0;
+            int hi = keys.Count - 1;
+            int floor = -1;
+            while (lo <= hi)
+            {
+                int mid = (lo + hi) >>> 1;
+                if (keys[mid] <= offset)
+                {
+                    floor = mid;
+                    lo = mid + 1;
+                }
+                else
+                {
+                    hi = mid - 1;
+                }
+            }
+
+            long heldEnd = floor < 0 ? long.MinValue : keys[floor] + _segments.Values[floor].Length;
+            if (heldEnd <= offset)
+            {
+                break;
+            }
+
+            offset = heldEnd;
+        }
+
+        return (int)Math.Max(0, end - offset);
     }
 
     /// <summary>Moves in-order bytes into the session's pipe, unless a flush is still waiting for the session to read.</summary>
