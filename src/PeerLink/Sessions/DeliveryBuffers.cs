@@ -11,7 +11,9 @@ namespace PeerLink.Sessions;
 /// </summary>
 internal sealed class DeliveryBuffers(long maxSpareBytes)
 {
-    private const int MaxSpares = 64;
+    // As many as the inbox may hold (its byte bound decides): a pipelined sender keeps thousands of small messages
+    // waiting, and a fixed few spares made every message past them a new array (about 80 B per 64-byte message).
+    private const int MaxSpares = 65_536;
     private readonly object _gate = new();
     private byte[][]? _spares;
     private int _count;
@@ -56,7 +58,12 @@ internal sealed class DeliveryBuffers(long maxSpareBytes)
         {
             if (_count < MaxSpares && _bytes + buffer.Length <= maxSpareBytes)
             {
-                _spares ??= new byte[MaxSpares][];
+                _spares ??= new byte[64][];
+                if (_count == _spares.Length)
+                {
+                    Array.Resize(ref _spares, Math.Min(_spares.Length * 2, MaxSpares));
+                }
+
                 _spares[_count++] = buffer;
                 _bytes += buffer.Length;
                 return;

@@ -51,12 +51,35 @@ public sealed class DeliveryBuffersTests
         Assert.Equal(3, byBytes.SpareCount);
 
         var byCount = new DeliveryBuffers(1 << 30);
-        for (int i = 0; i < 100; i++)
+        for (int i = 0; i < 70_000; i++)
         {
             byCount.Return(new byte[16]);
         }
 
-        Assert.Equal(64, byCount.SpareCount);
+        Assert.Equal(65_536, byCount.SpareCount);
+    }
+
+    [Fact]
+    public void AFullInboxOfSmallMessagesIsRecycledWhole()
+    {
+        // A pipelined sender keeps thousands of 64-byte messages waiting (1 MiB of inbox): every one comes back as a spare
+        // and is handed out again, so the next burst allocates nothing.
+        var buffers = new DeliveryBuffers(1 << 20);
+        var burst = new byte[10_000][];
+        for (int i = 0; i < burst.Length; i++)
+        {
+            burst[i] = new byte[64];
+            buffers.Return(burst[i]);
+        }
+
+        Assert.Equal(10_000, buffers.SpareCount);
+        var seen = new System.Collections.Generic.HashSet<byte[]>(burst, System.Collections.Generic.ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < burst.Length; i++)
+        {
+            Assert.Contains(buffers.Rent(64), seen);
+        }
+
+        Assert.Equal(0, buffers.SpareCount);
     }
 
     [Fact]
