@@ -502,7 +502,16 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
 
             // While the socket holds more, sessions only take in what arrives; once it is drained (or after a bounded
             // burst) each touched session hands its data over and answers once.
-            bool more = burst < MaxBurst && _socket.Available > 0;
+            bool more;
+            try
+            {
+                more = burst < MaxBurst && _socket.Available > 0;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;   // disposed between the receive and this look
+            }
+
             burst = more ? burst + 1 : 0;
             try
             {
