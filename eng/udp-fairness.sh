@@ -2,7 +2,7 @@
 # udp-fairness.sh: a UDP session and a TCP session share one bottleneck (as root). A device behind router a sends BYTES
 # over each at the same time to sinks on the lab's server host, while router a polices everything it forwards towards
 # the server to RATE MB/s (nftables `limit rate over`, which drops the excess: this kernel has no tc queue). Five
-# rounds; prints each flow's goodput per round and the median share of the UDP flow (0.5 is an even split).
+# rounds; prints each flow's time per round and the UDP flow's share of the bottleneck while both ran (0.5 is even).
 # Usage: bash eng/udp-fairness.sh [RATE_MBYTES_PER_S] [BYTES]   (defaults 10 and 16777216)
 # Needs the test projects built: dotnet build -c Release tests/PeerLink.LabTests
 set -euo pipefail
@@ -30,9 +30,13 @@ for run in 1 2 3 4 5; do
   t=$!
   wait $u $t
   um=$(awk '{print $3}' "$OUT/u.$run"); tm=$(awk '{print $3}' "$OUT/t.$run")
-  # Each flow's goodput over its own time; the share compares the two rates.
-  awk -v u="$um" -v t="$tm" -v b="$BYTES" -v r="$run" 'BEGIN {
-    ur = b/u/1000; tr = b/t/1000; printf "run %d: UDP %d ms (%.2f MB/s), TCP %d ms (%.2f MB/s), UDP share %.2f\n", r, u, ur, t, tr, ur/(ur+tr) }'
-  awk -v u="$um" -v t="$tm" 'BEGIN { printf "%.4f\n", (1/u)/((1/u)+(1/t)) }' >> "$OUT/share"
+  # While both run, the shares: the flow that finishes first sent all its bytes; the other is taken to have had the
+  # bottleneck to itself afterwards (RATE MB/s), which gives what it sent before.
+  awk -v u="$um" -v t="$tm" -v b="$BYTES" -v r="$run" -v rate="$RATE" 'BEGIN {
+    first = (u < t) ? u : t; last = (u < t) ? t : u
+    other = b - rate * 1e6 * (last - first) / 1000; if (other < 0) other = 0
+    us = (u < t) ? b / (b + other) : other / (b + other)
+    printf "run %d: UDP %d ms, TCP %d ms; UDP share while both ran %.2f\n", r, u, t, us
+    printf "%.4f\n", us > "/dev/stderr" }' 2>> "$OUT/share"
 done
 sort -n "$OUT/share" | awk -v r="$RATE" '{a[NR]=$1} END { printf "bottleneck %s MB/s: median UDP share %.2f (0.5 = even)\n", r, a[int((NR+1)/2)] }'
