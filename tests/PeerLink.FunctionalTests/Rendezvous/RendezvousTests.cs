@@ -277,7 +277,11 @@ public sealed class RendezvousTests : PeerIdentities
             new PeerNodeBuilder(identity)
                 .ListenOn(new IPEndPoint(IPAddress.Parse(address), 0))
                 .UseMdnsDiscovery(o => o.StartDiscovery = (_, _) => net.Node(address, "host-" + address.Replace('.', '-'), seed: address.GetHashCode()))
-                .UseRendezvous(rendezvous, Relay.PeerId, o => o.PunchAddresses = [IPAddress.Loopback])
+                .UseRendezvous(rendezvous, Relay.PeerId, o =>
+                {
+                    o.PunchAddresses = [IPAddress.Loopback];
+                    o.UdpEndPoint = new IPEndPoint(IPAddress.Loopback, 0);
+                })
                 .StartAsync();
     }
 
@@ -365,7 +369,11 @@ public sealed class RendezvousTests : PeerIdentities
         using var unused = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         unused.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         await using PeerNode alice = await new PeerNodeBuilder(Alice)
-            .UseRendezvous((IPEndPoint)unused.LocalEndPoint!, Relay.PeerId, o => o.AttachWait = TimeSpan.FromMilliseconds(200))
+            .UseRendezvous((IPEndPoint)unused.LocalEndPoint!, Relay.PeerId, o =>
+            {
+                o.AttachWait = TimeSpan.FromMilliseconds(200);
+                o.UdpEndPoint = new IPEndPoint(IPAddress.Loopback, 0);
+            })
             .StartAsync();
 
         var error = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
