@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
+using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using PeerLink.Sessions;
@@ -70,12 +71,22 @@ internal static class UdpLabHelper
         SecureSession session;
         await using UdpTransport? client = udp ? UdpTransport.Bind(new IPEndPoint(IPAddress.Any, 0), options, null, logs) : null;
         await using PeerNode? tcpNode = udp ? null : await new PeerNodeBuilder(identity).Configure(o => CopyTo(options, o.Session)).StartAsync();
-        session = udp ? await client!.ConnectAsync(server, peer) : await tcpNode!.ConnectAsync(server, peer);
+        // PEERLINK_LAB_TCP_CC picks the TCP sender's congestion control (TCP_CONGESTION; root may choose any the
+        // kernel has, such as cubic, reno or bbr), for eng/udp-fairness.sh.
+        string? congestionControl = udp ? null : Environment.GetEnvironmentVariable("PEERLINK_LAB_TCP_CC");
+        session = udp ? await client!.ConnectAsync(server, peer)
+            : congestionControl is { Length: > 0 } ? await ConnectTcpAsync(server, peer, congestionControl, options, logs)
+            : await tcpNode!.ConnectAsync(server, peer);
         await using (session)
         {
             byte[] chunk = new byte[16 * 1024];
             using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             var stopwatch = Stopwatch.StartNew();
+            // PEERLINK_LAB_TRACE=1: the UDP flow's window and smoothed round trip every 100 ms, on standard error.
+            using var traceStop = new CancellationTokenSource();
+            Task trace = Environment.GetEnvironmentVariable("PEERLINK_LAB_TRACE") == "1" && session.Connection is Transport.Datagrams.DatagramConnection traced
+                ? TraceAsync(traced, stopwatch, traceStop.Token)
+                : Task.CompletedTask;
             for (long sent = 0; sent < bytes; sent += chunk.Length)
             {
                 RandomNumberGenerator.Fill(chunk);
@@ -86,12 +97,53 @@ internal static class UdpLabHelper
 
             byte[] answer = await session.RequestAsync("done"u8.ToArray());
             long ms = stopwatch.ElapsedMilliseconds;
+            await traceStop.CancelAsync();
+            await trace;
             string expected = bytes.ToString(CultureInfo.InvariantCulture) + " " + Convert.ToHexString(hash.GetHashAndReset());
             Console.WriteLine($"sent {bytes} {ms} {(System.Text.Encoding.ASCII.GetString(answer) == expected ? "match" : "MISMATCH")}");
+            if (session.Connection is Transport.Datagrams.DatagramConnection datagrams)
+            {
+                Console.Error.WriteLine($"udp: retransmissions {datagrams.Retransmissions}, spurious {datagrams.SpuriousLosses}, congestion events {datagrams.CongestionEvents}, undos {datagrams.WindowUndos}, timeouts {datagrams.Timeouts}, tail probes {datagrams.TailProbes}, cwnd {datagrams.CongestionWindow}, datagram {datagrams.DatagramSize}");
+            }
+
             await session.CloseAsync();
         }
 
         return 0;
+    }
+
+    private static async Task<SecureSession> ConnectTcpAsync(IPEndPoint server, PeerId peer, string congestionControl, SecureSessionOptions options, Microsoft.Extensions.Logging.ILoggerFactory? logs)
+    {
+        var socket = new System.Net.Sockets.Socket(server.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        const int IpProtoTcp = 6, TcpCongestion = 13;
+        try
+        {
+            socket.SetRawSocketOption(IpProtoTcp, TcpCongestion, System.Text.Encoding.ASCII.GetBytes(congestionControl));
+            await socket.ConnectAsync(server);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        var connection = new SocketConnection(socket, new TcpTransportOptions(), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        return await SecureSession.ConnectAsync(connection, options, peer, logs);
+    }
+
+    private static async Task TraceAsync(Transport.Datagrams.DatagramConnection connection, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                Console.Error.WriteLine($"trace {clock.ElapsedMilliseconds} ms: cwnd {connection.CongestionWindow}, srtt {connection.SmoothedRtt.TotalMilliseconds:F1} ms, events {connection.CongestionEvents}, retransmissions {connection.Retransmissions}");
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     private static async Task SinkAsync(SecureSession session)

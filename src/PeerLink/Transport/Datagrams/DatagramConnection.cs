@@ -1104,6 +1104,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             _cwnd = _cwndBeforeRecovery;
             _ssthresh = _ssthreshBeforeRecovery;
             _cwndBeforeRecovery = 0;
+            WindowUndos++;
         }
     }
 
@@ -1149,8 +1150,15 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             _recoveryStart = now;
             _ssthresh = Math.Max(_cwnd / 2, 2L * _maxPayload);
             _cwnd = _ssthresh;
+            CongestionEvents++;
         }
     }
+
+    /// <summary>Window reductions for loss (for tests and diagnostics).</summary>
+    public long CongestionEvents { get; private set; }
+
+    /// <summary>Window reductions taken back because the loss proved spurious (for tests and diagnostics).</summary>
+    public long WindowUndos { get; private set; }
 
     private void OnProbeAcked(int size)
     {
