@@ -93,4 +93,10 @@ public enum PeerLinkError
 
     /// <summary>The node is not attached to its rendezvous node (still attaching, or the rendezvous node is unreachable).</summary>
     NotAttached = 28,
+
+    /// <summary>
+    /// The rendezvous node could not ask the other nodes of its tier where a peer is (its backplane, such as NATS, did
+    /// not answer in time); the peer may be online. Try again later.
+    /// </summary>
+    TierUnavailable = 29,
 }

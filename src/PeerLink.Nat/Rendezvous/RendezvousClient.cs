@@ -167,7 +167,13 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node's connect reply has no valid token.");
         }
 
-        return Wrap(await OpenRelayAsync(reply.Circuit, reply.Token, cancellationToken).ConfigureAwait(false));
+        IPEndPoint relay = EndPoint;
+        if (reply.RelayEndPoint is not null && !IPEndPoint.TryParse(reply.RelayEndPoint, out relay!))
+        {
+            throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node's connect reply names an invalid relay endpoint.");
+        }
+
+        return Wrap(await OpenRelayAsync(relay, reply.Circuit, reply.Token, cancellationToken).ConfigureAwait(false));
     }
 
     /// <summary>A relayed connection always carries path frames, so that a direct path can take over under the session.</summary>
@@ -386,7 +392,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         PeerConnection connection;
         try
         {
-            connection = await OpenRelayAsync(incoming.Circuit, incoming.Token, _stopping.Token).ConfigureAwait(false);
+            connection = await OpenRelayAsync(EndPoint, incoming.Circuit, incoming.Token, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is PeerLinkException or OperationCanceledException or ObjectDisposedException)
         {
@@ -397,9 +403,10 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         await _node!.AcceptConnectionAsync(Wrap(connection)).ConfigureAwait(false);   // the node's own authorization decides
     }
 
-    private async Task<PeerConnection> OpenRelayAsync(long circuit, byte[] token, CancellationToken cancellationToken)
+    /// <summary>Opens a relay connection: to our own node, or to the node of the tier that holds the peer (routed connects).</summary>
+    private async Task<PeerConnection> OpenRelayAsync(IPEndPoint node, long circuit, byte[] token, CancellationToken cancellationToken)
     {
-        PeerConnection connection = await _connector.ConnectAsync(EndPoint, cancellationToken).ConfigureAwait(false);
+        PeerConnection connection = await _connector.ConnectAsync(node, cancellationToken).ConfigureAwait(false);
         try
         {
             RendezvousWire.WriteRelayPreamble(connection.Transport.Output, token);

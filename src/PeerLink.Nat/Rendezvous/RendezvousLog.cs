@@ -66,4 +66,10 @@ internal static partial class RendezvousLog
 
     [LoggerMessage(3224, LogLevel.Warning, "Relay {Circuit}: could not open the relay connection: {Reason}.", EventName = "RendezvousClientRelayFailed")]
     public static partial void ClientRelayFailed(ILogger logger, long circuit, string reason);
+
+    [LoggerMessage(3240, LogLevel.Warning, "The rendezvous tier failed to {Action}: {Reason}.", EventName = "RendezvousTierFailed")]
+    public static partial void TierFailed(ILogger logger, string action, string reason);
+
+    [LoggerMessage(3241, LogLevel.Information, "Connect {Caller} → {Target} routed through the tier: relay at {RelayEndPoint}, {Outcome}.", EventName = "RendezvousRelayRouted")]
+    public static partial void RelayRouted(ILogger logger, string caller, string target, string relayEndPoint, string outcome);
 }

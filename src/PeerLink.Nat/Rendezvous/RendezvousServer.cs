@@ -28,7 +28,7 @@ namespace PeerLink.Nat.Rendezvous;
 /// </code>
 /// </example>
 /// <remarks>Thread-safe.</remarks>
-public sealed class RendezvousServer : IAsyncDisposable
+public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
 {
     private static readonly TimeSpan RelayEndedWait = TimeSpan.FromSeconds(2);
 
@@ -48,9 +48,11 @@ public sealed class RendezvousServer : IAsyncDisposable
     private readonly Dictionary<UInt128, (RelayCircuit Circuit, bool IsCaller)> _tokens = [];
     private readonly Dictionary<long, RelayCircuit> _circuits = [];
     private readonly HashSet<Task> _running = [];
-    private readonly Task _acceptLoop;
+    private readonly IRendezvousBackplane? _backplane;
+    private Task _acceptLoop = Task.CompletedTask;
     private long _epoch;
-    private long _nextCircuit;
+    // Circuit numbers start at a random point, so that a device's circuits on two nodes of a tier do not collide.
+    private long _nextCircuit = (long)System.Security.Cryptography.RandomNumberGenerator.GetInt32(1, int.MaxValue) << 24;
     private long _relayedBytes;
     private int _disposed;
 
@@ -65,8 +67,12 @@ public sealed class RendezvousServer : IAsyncDisposable
         _logger = loggerFactory.CreateLogger<RendezvousServer>();
         _time = options.TimeProvider;
         _admission = new HandshakeAdmission(options.MaxPendingHandshakes, options.MaxPendingHandshakesPerAddress, options.MaxAttachments, _time);
-        _acceptLoop = Task.Run(AcceptLoopAsync);
+        _backplane = options.Backplane;
+        RelayEndPoint = (options.PublicEndPoint ?? EndPoint).ToString();
     }
+
+    /// <summary>Where devices attached to other nodes of the tier open relay connections to this node.</summary>
+    private string RelayEndPoint { get; }
 
     /// <summary>The node's PeerId: devices pin it, as a client pins a server's key.</summary>
     public PeerId PeerId => _identity.PeerId;
@@ -172,6 +178,20 @@ public sealed class RendezvousServer : IAsyncDisposable
         }
 
         var server = new RendezvousServer(identity, settings, attach, listener, stun, loggerFactory);
+        if (server._backplane is { } backplane)
+        {
+            try
+            {
+                await backplane.StartAsync(server, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+
+        server._acceptLoop = Task.Run(server.AcceptLoopAsync);
         RendezvousLog.ServerStarted(server._logger, identity.PeerId.ToString(), server.EndPoint, server.StunEndPoint?.ToString() ?? "off");
         return server;
     }
@@ -187,6 +207,18 @@ public sealed class RendezvousServer : IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
         await _acceptLoop.ConfigureAwait(false);
+        if (_backplane is not null)
+        {
+            try
+            {
+                await _backplane.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is PeerLinkException or OperationCanceledException or ObjectDisposedException)
+            {
+                RendezvousLog.TierFailed(_logger, "leave the tier", e.Message);
+            }
+        }
+
         RelayCircuit[] circuits;
         Attachment[] attachments;
         lock (_gate)
@@ -383,7 +415,7 @@ public sealed class RendezvousServer : IAsyncDisposable
         Attachment? replaced;
         lock (_gate)
         {
-            attachment = new Attachment(session, ++_epoch, _time.GetTimestamp(), _options.MaxConnectRequestsPerSecond);
+            attachment = new Attachment(session, NextEpochLocked(), _time.GetTimestamp(), _options.MaxConnectRequestsPerSecond);
             _attached.TryGetValue(session.RemotePeerId, out replaced);
             _attached[session.RemotePeerId] = attachment;
         }
@@ -399,6 +431,7 @@ public sealed class RendezvousServer : IAsyncDisposable
         PeerLinkException? failure = null;
         try
         {
+            await AnnounceAsync(session.RemotePeerId, attachment.Epoch, attached: true).ConfigureAwait(false);
             var welcome = new Welcome(RendezvousWire.Version, attachment.Epoch, (int)_options.KeepAliveInterval.TotalMilliseconds, connection.RemoteEndPoint?.ToString(), StunEndPoint?.Port ?? 0);
             await session.SendAsync(RendezvousWire.Serialize(welcome), _stopping.Token).ConfigureAwait(false);
             while (await session.ReceiveAsync(_stopping.Token).ConfigureAwait(false) is { } message)
@@ -408,7 +441,7 @@ public sealed class RendezvousServer : IAsyncDisposable
                     throw new PeerLinkException(PeerLinkError.ProtocolViolation, "A device may send only connect requests and acknowledgements.");
                 }
 
-                ConnectReply reply = Connect(attachment, request);
+                ConnectReply reply = await ConnectAsync(attachment, request).ConfigureAwait(false);
                 await session.RespondAsync(message, RendezvousWire.Serialize(reply), _stopping.Token).ConfigureAwait(false);
             }
         }
@@ -420,12 +453,19 @@ public sealed class RendezvousServer : IAsyncDisposable
         {
         }
 
+        bool wasCurrent;
         lock (_gate)
         {
-            if (_attached.TryGetValue(session.RemotePeerId, out Attachment? current) && current == attachment)
+            wasCurrent = _attached.TryGetValue(session.RemotePeerId, out Attachment? current) && current == attachment;
+            if (wasCurrent)
             {
                 _attached.Remove(session.RemotePeerId);
             }
+        }
+
+        if (wasCurrent)
+        {
+            await AnnounceAsync(session.RemotePeerId, attachment.Epoch, attached: false).ConfigureAwait(false);
         }
 
         if (failure is { Error: PeerLinkError.InvalidMessagePack or PeerLinkError.ProtocolViolation or PeerLinkError.MessageTooLarge })
@@ -440,8 +480,11 @@ public sealed class RendezvousServer : IAsyncDisposable
         attachment.Ended.TrySetResult();
     }
 
-    /// <summary>Decides a connect request: finds the callee, checks the limits, creates the circuit and tells the callee.</summary>
-    private ConnectReply Connect(Attachment caller, ConnectRequest request)
+    /// <summary>
+    /// Decides a connect request: a callee attached here gets a circuit here; otherwise the tier's backplane (when there
+    /// is one) asks the node that holds the callee, and the caller opens its relay connection to that node.
+    /// </summary>
+    private async ValueTask<ConnectReply> ConnectAsync(Attachment caller, ConnectRequest request)
     {
         if (request.Target is not { Length: PeerId.Size })
         {
@@ -455,13 +498,112 @@ public sealed class RendezvousServer : IAsyncDisposable
             return Refuse(PeerLinkError.RelayLimitExceeded, $"more than {_options.MaxConnectRequestsPerSecond} connect requests per second");
         }
 
+        if (target == from)
+        {
+            return Refuse(PeerLinkError.PeerNotFound, "a device cannot connect to itself");
+        }
+
+        if (IsAttached(target) || _backplane is null)
+        {
+            return ToReply(CreateCircuit(from, target, callerIsLocal: true), relayHere: true);
+        }
+
+        RoutedConnectReply? routed;
+        try
+        {
+            routed = await _backplane.RouteConnectAsync(new RoutedConnect(from, target), _stopping.Token).ConfigureAwait(false);
+        }
+        catch (PeerLinkException e)
+        {
+            RendezvousLog.TierFailed(_logger, "route a connect request", e.Message);
+            return Refuse(PeerLinkError.TierUnavailable, "the rendezvous tier did not answer");
+        }
+
+        if (routed is null)
+        {
+            return Refuse(PeerLinkError.PeerNotFound, $"peer {target.ToFingerprint()} is not attached to any node of the rendezvous tier");
+        }
+
+        RendezvousLog.RelayRouted(_logger, from.ToFingerprint(), target.ToFingerprint(), routed.RelayEndPoint ?? "?", routed.Error?.ToString() ?? "ready");
+        return ToReply(routed, relayHere: false);
+
+        static ConnectReply Refuse(PeerLinkError error, string reason) => new((int)error, 0, null, reason);
+    }
+
+    private static ConnectReply ToReply(RoutedConnectReply reply, bool relayHere) => reply.Error is { } error
+        ? new ConnectReply((int)error, 0, null, reply.Reason)
+        : new ConnectReply(0, reply.Circuit, reply.Token.ToArray(), null, relayHere ? null : reply.RelayEndPoint);
+
+    /// <inheritdoc/>
+    ValueTask<RoutedConnectReply> IRendezvousTierNode.ConnectRoutedAsync(RoutedConnect request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return ValueTask.FromResult(CreateCircuit(request.Caller, request.Target, callerIsLocal: false));
+    }
+
+    /// <inheritdoc/>
+    void IRendezvousTierNode.Evict(PeerId device, long epoch)
+    {
+        Attachment? stale = null;
+        lock (_gate)
+        {
+            if (_attached.TryGetValue(device, out Attachment? current) && current.Epoch < epoch)
+            {
+                stale = current;
+                _attached.Remove(device);
+            }
+        }
+
+        if (stale is not null)
+        {
+            RendezvousLog.AttachmentReplaced(_logger, device.ToFingerprint(), stale.Epoch, epoch);
+            _ = stale.Session.CloseAsync(SessionCloseCode.Replaced);
+        }
+    }
+
+    /// <summary>
+    /// Epochs order a device's attachments across the tier: microseconds of the node's UTC clock, and always above the
+    /// node's previous one (nodes' clocks are assumed within a second of each other; a device that re-attaches within
+    /// that second of skew may be evicted by its own older attachment and then attaches again).
+    /// </summary>
+    private long NextEpochLocked()
+    {
+        long now = _time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+        _epoch = Math.Max(_epoch + 1, now);
+        return _epoch;
+    }
+
+    private async ValueTask AnnounceAsync(PeerId device, long epoch, bool attached)
+    {
+        if (_backplane is null)
+        {
+            return;
+        }
+
+        try
+        {
+            ValueTask announced = attached
+                ? _backplane.AttachedAsync(device, epoch, _stopping.Token)
+                : _backplane.DetachedAsync(device, epoch, CancellationToken.None);
+            await announced.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is PeerLinkException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The device stays reachable from devices attached here; the tier learns of it when the backplane is back.
+            RendezvousLog.TierFailed(_logger, attached ? "announce an attachment" : "withdraw an attachment", e.Message);
+        }
+    }
+
+    /// <summary>Finds the callee here, checks the limits, creates the circuit and tells the callee.</summary>
+    private RoutedConnectReply CreateCircuit(PeerId from, PeerId target, bool callerIsLocal)
+    {
         RelayCircuit circuit;
         Attachment? callee;
         lock (_gate)
         {
             if (target == from || !_attached.TryGetValue(target, out callee))
             {
-                return Refuse(PeerLinkError.PeerNotFound, $"peer {target.ToFingerprint()} is not attached to this rendezvous node");
+                return Refuse(PeerLinkError.PeerNotFound, $"peer {target.ToFingerprint()} is not attached to {(callerIsLocal ? "this rendezvous node" : "the node that answered")}");
             }
 
             if (_circuits.Count >= _options.MaxRelays)
@@ -512,9 +654,9 @@ public sealed class RendezvousServer : IAsyncDisposable
             });
         }
 
-        return new ConnectReply(0, circuit.Id, circuit.CallerToken, null);
+        return new RoutedConnectReply(null, null, circuit.Id, circuit.CallerToken, RelayEndPoint);
 
-        static ConnectReply Refuse(PeerLinkError error, string reason) => new((int)error, 0, null, reason);
+        static RoutedConnectReply Refuse(PeerLinkError error, string reason) => RoutedConnectReply.Refused(error, reason);
     }
 
     private int RelaysOf(PeerId device) => _relaysPerDevice.TryGetValue(device, out int n) ? n : 0;

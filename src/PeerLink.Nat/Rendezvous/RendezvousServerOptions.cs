@@ -70,6 +70,20 @@ public sealed class RendezvousServerOptions
     /// <summary>How long the first bytes of a connection and an attach handshake may take. Defaults to 10 seconds.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The other rendezvous nodes of this node's tier, reached through a backplane such as PeerLink.Rendezvous.Nats's;
+    /// null (the default) for a tier of one, which needs nothing else. The caller owns the backplane: the node starts
+    /// and stops its use of it, and the caller disposes it after the node.
+    /// </summary>
+    public IRendezvousBackplane? Backplane { get; set; }
+
+    /// <summary>
+    /// Where devices attached to other nodes of the tier reach this node to relay a session with a device attached
+    /// here: its public address and port. Defaults to null: the bound endpoint (<see cref="RendezvousServer.EndPoint"/>),
+    /// which is right when the node listens on a public address rather than 0.0.0.0 or [::].
+    /// </summary>
+    public IPEndPoint? PublicEndPoint { get; set; }
+
     /// <summary>The clock for keepalives, limits and timeouts. Defaults to <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
@@ -86,6 +100,11 @@ public sealed class RendezvousServerOptions
         Check(MaxRelayBytes >= 0 && MaxRelayDuration >= TimeSpan.Zero && MaxRelaysPerDevice >= 0 && MaxRelays >= 0, "The relay limits cannot be negative (0 disables relaying).");
         Check(MaxConnectRequestsPerSecond >= 1, "MaxConnectRequestsPerSecond must be positive.");
         Check(RelayJoinTimeout > TimeSpan.Zero && HandshakeTimeout > TimeSpan.Zero, "RelayJoinTimeout and HandshakeTimeout must be positive.");
+        if (Backplane is not null && PublicEndPoint is null && (ListenEndPoint.Address.Equals(IPAddress.Any) || ListenEndPoint.Address.Equals(IPAddress.IPv6Any)))
+        {
+            throw new ArgumentException("PublicEndPoint is required with a Backplane when the node listens on every address: devices of other nodes need an address to reach it.", paramName);
+        }
+
         if (TimeProvider is null)
         {
             throw new ArgumentException("TimeProvider must be set.", paramName);

@@ -101,7 +101,11 @@ internal sealed record ConnectRequest(byte[] Target) : RendezvousMessage;
 /// <param name="Circuit">The relay circuit's number.</param>
 /// <param name="Token">The 16-byte token to present on the relay connection.</param>
 /// <param name="Reason">Why it was refused, for people.</param>
-internal sealed record ConnectReply(int Error, long Circuit, byte[]? Token, string? Reason) : RendezvousMessage;
+/// <param name="RelayEndPoint">
+/// Where to open the relay connection when the callee is attached to another node of the tier ("address:port" of that
+/// node); null for this node.
+/// </param>
+internal sealed record ConnectReply(int Error, long Circuit, byte[]? Token, string? Reason, string? RelayEndPoint = null) : RendezvousMessage;
 
 /// <summary>Node → callee: a peer wants a relayed session; connect to the node with this token.</summary>
 /// <param name="Circuit">The relay circuit's number.</param>

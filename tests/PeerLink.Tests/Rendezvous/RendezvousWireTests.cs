@@ -28,6 +28,7 @@ public sealed class RendezvousWireTests
         [
             new ConnectRequest(new byte[32]),
             new ConnectReply(0, 12, token, null),
+            new ConnectReply(0, 12, token, null, "203.0.113.12:7400"),
             new ConnectReply(27, 0, null, "a device may take part in 8 relayed sessions at once"),
             new IncomingRelay(12, new byte[32], token),
             new RelayEnded(12, 27, "the relayed session reached the node's limit of 268435456 bytes"),
@@ -45,6 +46,20 @@ public sealed class RendezvousWireTests
         var parsed = (PathCandidates)PathMessage.Deserialize(PathMessage.Serialize(candidates));
         Assert.Equal(candidates.Addresses, parsed.Addresses);
         Assert.Equal(new PathSync(2), PathMessage.Deserialize(PathMessage.Serialize(new PathSync(2))));
+    }
+
+    [Fact]
+    public void AConnectReplyFromANodeBeforeTiersHasNoRelayEndPoint()
+    {
+        // [3, {"Error": 0, "Circuit": 12, "Token": bin16, "Reason": nil}]: what a node of version 1 without a tier sent.
+        byte[] token = new byte[16];
+        byte[] bytes = Convert.FromHexString("920384A54572726F7200A7436972637569740CA5546F6B656EC410" + Convert.ToHexString(token) + "A6526561736F6EC0");
+
+        var reply = Assert.IsType<ConnectReply>(RendezvousWire.Deserialize(bytes));
+
+        Assert.Equal(12, reply.Circuit);
+        Assert.Null(reply.RelayEndPoint);
+        Assert.Equal("203.0.113.12:7400", ((ConnectReply)RendezvousWire.Deserialize(RendezvousWire.Serialize(reply with { RelayEndPoint = "203.0.113.12:7400" }))).RelayEndPoint);
     }
 
     [Fact]
