@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need from Debian's packages: nftables, iproute2 and conntrack for the NAT laboratory
 # (eng/natlab.sh; conntrack deletes a router's UDP mappings to make them expire on cue), coturn for the STUN interoperability tests (turnserver, turnutils_stunclient), and avahi-daemon,
-# avahi-utils and dbus for the mDNS interoperability tests (eng/mdnslab.sh runs them inside namespaces only).
+# avahi-utils and dbus for the mDNS interoperability tests (eng/mdnslab.sh runs them inside namespaces only), and
+# nats-server for the rendezvous tier tests (they start their own servers on loopback ports).
 # Runs only as root; otherwise the tests that need them skip themselves and say why.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
@@ -16,6 +17,7 @@ command -v turnserver >/dev/null || missing+=(coturn)
 command -v avahi-daemon >/dev/null || missing+=(avahi-daemon)
 command -v avahi-browse >/dev/null || missing+=(avahi-utils)
 command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
+command -v nats-server >/dev/null || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-prerequisites: installing ${missing[*]}"
   # Packages must not start their daemons here: an avahi-daemon in the host's namespace would multicast on the

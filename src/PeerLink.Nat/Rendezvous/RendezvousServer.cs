@@ -558,6 +558,7 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
         {
             RendezvousLog.AttachmentReplaced(_logger, device.ToFingerprint(), stale.Epoch, epoch);
             _ = stale.Session.CloseAsync(SessionCloseCode.Replaced);
+            Run(async () => await AnnounceAsync(device, stale.Epoch, attached: false).ConfigureAwait(false));   // requests for it stop coming here
         }
     }
 

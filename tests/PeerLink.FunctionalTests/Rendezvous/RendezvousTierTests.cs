@@ -3,7 +3,9 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Net;
 using System.Threading.Tasks;
+using NATS.Client.Core;
 using PeerLink.Nat.Rendezvous;
+using PeerLink.Rendezvous.Nats;
 using PeerLink.Sessions;
 using PeerLink.Testing;
 using Xunit;
@@ -13,52 +15,33 @@ namespace PeerLink.FunctionalTests.Rendezvous;
 /// <summary>
 /// Three rendezvous nodes on loopback joined by a backplane: devices attached to different nodes connect by PeerId, the
 /// relay runs on the callee's node, an offline peer is refused at once, and a device attached twice ends up at the
-/// newest node. Run with each backplane (in memory here; NATS in PeerLink.Rendezvous.Nats's tests).
+/// newest node. Each test runs with the in-memory backplane and with NATS (a nats-server of the test's own on loopback;
+/// the NATS cases are left out where nats-server is not installed, and a test says so where it must be).
 /// </summary>
-public abstract class RendezvousTierTests : PeerIdentities, IAsyncLifetime
+public sealed class RendezvousTierTests : PeerIdentities
 {
-    protected static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
 
-    private readonly List<PeerIdentity> _nodeIdentities = [];
-    private readonly List<RendezvousServer> _nodes = [];
-
-    /// <summary>The tier's three nodes.</summary>
-    protected IReadOnlyList<RendezvousServer> Nodes => _nodes;
-
-    public async Task InitializeAsync()
-    {
-        await StartTierAsync();
-        for (int i = 0; i < 3; i++)
-        {
-            var identity = PeerIdentity.Generate();
-            _nodeIdentities.Add(identity);
-            _nodes.Add(await RendezvousServer.StartAsync(identity, new RendezvousServerOptions
-            {
-                ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
-                StunPort = 0,
-                Backplane = CreateBackplane(),
-            }));
-        }
-    }
-
-    public async Task DisposeAsync()
-    {
-        foreach (RendezvousServer node in _nodes)
-        {
-            await node.DisposeAsync();
-        }
-
-        await StopTierAsync();
-        foreach (PeerIdentity identity in _nodeIdentities)
-        {
-            identity.Dispose();
-        }
-
-    }
+    public static TheoryData<string> Backplanes => NatsTestServer.Executable is null ? ["memory"] : ["memory", "nats"];
 
     [Fact]
-    public async Task DevicesOnDifferentNodesTalkByPeerIdThroughARelayOnTheCalleesNode()
+    public void TheNatsCasesRunWhereThePrerequisitesAreInstalled()
     {
+        // eng/test.sh installs nats-server as root (CI); a developer's machine without it runs the in-memory cases only.
+        if (Environment.GetEnvironmentVariable("CI") == "true" && Environment.UserName == "root")
+        {
+            Assert.NotNull(NatsTestServer.Executable);
+        }
+
+        Assert.Contains("memory", ((IEnumerable<object[]>)Backplanes).Select(row => (string)row[0]));
+    }
+
+    [Theory]
+    [MemberData(nameof(Backplanes))]
+    public async Task DevicesOnDifferentNodesTalkByPeerIdThroughARelayOnTheCalleesNode(string backplane)
+    {
+        await using Tier tier = await Tier.StartAsync(backplane);
+        IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0], relayOnly: true);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, Nodes[1], relayOnly: true);
 
@@ -76,9 +59,12 @@ public abstract class RendezvousTierTests : PeerIdentities, IAsyncLifetime
         Assert.Equal(Nodes[1].EndPoint, toBob.RemoteEndPoint);
     }
 
-    [Fact]
-    public async Task DevicesOnDifferentNodesEndOnADirectPath()
+    [Theory]
+    [MemberData(nameof(Backplanes))]
+    public async Task DevicesOnDifferentNodesEndOnADirectPath(string backplane)
     {
+        await using Tier tier = await Tier.StartAsync(backplane);
+        IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0]);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, Nodes[2]);
         SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
@@ -103,9 +89,12 @@ public abstract class RendezvousTierTests : PeerIdentities, IAsyncLifetime
         Assert.Equal(new byte[] { 7 }, (await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
     }
 
-    [Fact]
-    public async Task AConnectToAnOfflinePeerFailsAtOnceWithAClearCode()
+    [Theory]
+    [MemberData(nameof(Backplanes))]
+    public async Task AConnectToAnOfflinePeerFailsAtOnceWithAClearCode(string backplane)
     {
+        await using Tier tier = await Tier.StartAsync(backplane);
+        IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0]);
 
         var missing = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
@@ -114,9 +103,12 @@ public abstract class RendezvousTierTests : PeerIdentities, IAsyncLifetime
         Assert.Contains("not attached to any node of the rendezvous tier", missing.Message);
     }
 
-    [Fact]
-    public async Task ADeviceAttachedToTwoNodesEndsUpAtTheNewest()
+    [Theory]
+    [MemberData(nameof(Backplanes))]
+    public async Task ADeviceAttachedToTwoNodesEndsUpAtTheNewest(string backplane)
     {
+        await using Tier tier = await Tier.StartAsync(backplane);
+        IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0], relayOnly: true);
         await using PeerNode bobOld = await StartAttachedDeviceAsync(Bob, Nodes[1], relayOnly: true);
         Task oldDetached = Nodes[1].WhenDetachedAsync(Bob.PeerId);
@@ -134,33 +126,56 @@ public abstract class RendezvousTierTests : PeerIdentities, IAsyncLifetime
         Assert.Empty(bobOld.Sessions);
     }
 
-    [Fact]
-    public async Task ADeviceOnTheSameNodeIsServedThereWithoutTheTier()
+    [Theory]
+    [MemberData(nameof(Backplanes))]
+    public async Task ADeviceOnTheSameNodeIsServedThereWithoutTheTier(string backplane)
     {
+        await using Tier tier = await Tier.StartAsync(backplane);
+        IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[1], relayOnly: true);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, Nodes[1], relayOnly: true);
-        int routedBefore = RoutedRequests;
+        int routedBefore = tier.RoutedRequests;
 
         await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
         await bob.AcceptAsync().AsTask().WaitAsync(Limit);
 
         Assert.Equal(1, Nodes[1].RelayCount);
-        Assert.Equal(routedBefore, RoutedRequests);
+        Assert.Equal(routedBefore, tier.RoutedRequests);
     }
 
-    /// <summary>Starts what the backplanes need (a server), once per test.</summary>
-    protected abstract ValueTask StartTierAsync();
+    [Fact]
+    public async Task WhenTheTierIsDownAConnectToAnotherNodeSaysSoAndTheSameNodeStillWorks()
+    {
+        await using Tier tier = await Tier.StartAsync("memory");
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, tier.Nodes[0], relayOnly: true);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, tier.Nodes[1], relayOnly: true);
+        await using PeerNode mallory = await StartAttachedDeviceAsync(Mallory, tier.Nodes[0], relayOnly: true);
+        tier.Memory!.Down = true;
 
-    /// <summary>Stops it, after the nodes.</summary>
-    protected abstract ValueTask StopTierAsync();
+        var down = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
+        SecureSession sameNode = await alice.ConnectAsync(Mallory.PeerId).WaitAsync(Limit);
 
-    /// <summary>A backplane for one node.</summary>
-    protected abstract IRendezvousBackplane CreateBackplane();
+        Assert.Equal(PeerLinkError.TierUnavailable, down.Error);
+        Assert.Equal(Mallory.PeerId, sameNode.RemotePeerId);
+    }
 
-    /// <summary>Connect requests the tier has routed between nodes so far.</summary>
-    protected abstract int RoutedRequests { get; }
+    [Fact]
+    public async Task TheTierRoutesEachDeviceToTheNodeItAttachedTo()
+    {
+        await using Tier tier = await Tier.StartAsync("memory");
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, tier.Nodes[0], relayOnly: true);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, tier.Nodes[2], relayOnly: true);
 
-    protected static async Task<PeerNode> StartAttachedDeviceAsync(PeerIdentity identity, RendezvousServer node, bool relayOnly = false)
+        Assert.Equal(tier.Nodes[0].PeerId, tier.Memory!.HomeOf(Alice.PeerId));
+        Assert.Equal(tier.Nodes[2].PeerId, tier.Memory.HomeOf(Bob.PeerId));
+        Assert.Null(tier.Memory.HomeOf(Mallory.PeerId));
+
+        await bob.DisposeAsync();
+        await tier.Nodes[2].WhenDetachedAsync(Bob.PeerId).WaitAsync(Limit);
+        Assert.Null(tier.Memory.HomeOf(Bob.PeerId));
+    }
+
+    private static async Task<PeerNode> StartAttachedDeviceAsync(PeerIdentity identity, RendezvousServer node, bool relayOnly = false)
     {
         PeerNode device = await new PeerNodeBuilder(identity)
             .UseRendezvous(node.EndPoint, node.PeerId, o =>
@@ -174,48 +189,98 @@ public abstract class RendezvousTierTests : PeerIdentities, IAsyncLifetime
         await device.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync().WaitAsync(Limit);
         return device;
     }
-}
 
-/// <summary>The tier tests on the in-memory backplane, and what only it can show: a tier that is down.</summary>
-public sealed class MemoryRendezvousTierTests : RendezvousTierTests
-{
-    private readonly MemoryRendezvousTier _tier = new();
-
-    protected override int RoutedRequests => _tier.RoutedRequests;
-
-    [Fact]
-    public async Task WhenTheTierIsDownAConnectToAnotherNodeSaysSoAndTheSameNodeStillWorks()
+    /// <summary>Three nodes on one backplane kind: "memory", or "nats" (a nats-server and a connection per node).</summary>
+    private sealed class Tier : IAsyncDisposable
     {
-        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0], relayOnly: true);
-        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, Nodes[1], relayOnly: true);
-        await using PeerNode mallory = await StartAttachedDeviceAsync(Mallory, Nodes[0], relayOnly: true);
-        _tier.Down = true;
+        private readonly List<PeerIdentity> _identities = [];
+        private readonly List<RendezvousServer> _nodes = [];
+        private readonly List<NatsRendezvousBackplane> _natsBackplanes = [];
+        private readonly List<NatsConnection> _connections = [];
+        private NatsTestServer? _server;
 
-        var down = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
-        SecureSession sameNode = await alice.ConnectAsync(Mallory.PeerId).WaitAsync(Limit);
+        public IReadOnlyList<RendezvousServer> Nodes => _nodes;
 
-        Assert.Equal(PeerLinkError.TierUnavailable, down.Error);
-        Assert.Equal(Mallory.PeerId, sameNode.RemotePeerId);
+        public MemoryRendezvousTier? Memory { get; private set; }
+
+        /// <summary>Connect requests routed between nodes so far (in memory: counted by the tier; NATS: by the nodes' answers).</summary>
+        public int RoutedRequests => Memory?.RoutedRequests ?? _natsBackplanes.Sum(b => b.RoutedAnswers);
+
+        public static async Task<Tier> StartAsync(string kind)
+        {
+            var tier = new Tier();
+            try
+            {
+                if (kind == "nats")
+                {
+                    tier._server = await NatsTestServer.StartAsync();
+                }
+                else
+                {
+                    tier.Memory = new MemoryRendezvousTier();
+                }
+
+                for (int i = 0; i < 3; i++)
+                {
+                    IRendezvousBackplane backplane;
+                    if (tier._server is not null)
+                    {
+                        var connection = new NatsConnection(new NatsOpts { Url = tier._server.Url, Name = $"rendezvous-{i}" });
+                        tier._connections.Add(connection);
+                        var nats = new NatsRendezvousBackplane(connection);
+                        tier._natsBackplanes.Add(nats);
+                        backplane = nats;
+                    }
+                    else
+                    {
+                        backplane = tier.Memory!.CreateBackplane();
+                    }
+
+                    var identity = PeerIdentity.Generate();
+                    tier._identities.Add(identity);
+                    tier._nodes.Add(await RendezvousServer.StartAsync(identity, new RendezvousServerOptions
+                    {
+                        ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
+                        StunPort = 0,
+                        Backplane = backplane,
+                    }));
+                }
+
+                return tier;
+            }
+            catch
+            {
+                await tier.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (RendezvousServer node in _nodes)
+            {
+                await node.DisposeAsync();
+            }
+
+            foreach (NatsRendezvousBackplane backplane in _natsBackplanes)
+            {
+                await backplane.DisposeAsync();
+            }
+
+            foreach (NatsConnection connection in _connections)
+            {
+                await connection.DisposeAsync();
+            }
+
+            if (_server is not null)
+            {
+                await _server.DisposeAsync();
+            }
+
+            foreach (PeerIdentity identity in _identities)
+            {
+                identity.Dispose();
+            }
+        }
     }
-
-    [Fact]
-    public async Task TheTierRoutesEachDeviceToTheNodeItAttachedTo()
-    {
-        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0], relayOnly: true);
-        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, Nodes[2], relayOnly: true);
-
-        Assert.Equal(Nodes[0].PeerId, _tier.HomeOf(Alice.PeerId));
-        Assert.Equal(Nodes[2].PeerId, _tier.HomeOf(Bob.PeerId));
-        Assert.Null(_tier.HomeOf(Mallory.PeerId));
-
-        await bob.DisposeAsync();
-        await Nodes[2].WhenDetachedAsync(Bob.PeerId).WaitAsync(Limit);
-        Assert.Null(_tier.HomeOf(Bob.PeerId));
-    }
-
-    protected override ValueTask StartTierAsync() => ValueTask.CompletedTask;
-
-    protected override ValueTask StopTierAsync() => ValueTask.CompletedTask;
-
-    protected override IRendezvousBackplane CreateBackplane() => _tier.CreateBackplane();
 }

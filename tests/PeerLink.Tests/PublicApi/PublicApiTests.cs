@@ -19,6 +19,7 @@ public sealed class PublicApiTests
     [InlineData("PeerLink")]
     [InlineData("PeerLink.Nat")]
     [InlineData("PeerLink.Discovery")]
+    [InlineData("PeerLink.Rendezvous.Nats")]
     public void ThePublicSurfaceIsTheApprovedOne(string assemblyName)
     {
         string actual = Describe(Assembly.Load(assemblyName));
@@ -40,6 +41,7 @@ public sealed class PublicApiTests
     [InlineData("PeerLink")]
     [InlineData("PeerLink.Nat")]
     [InlineData("PeerLink.Discovery")]
+    [InlineData("PeerLink.Rendezvous.Nats")]
     public void PublicClassesAreSealedOrStatic(string assemblyName)
     {
         // Abstract classes are allowed only when no other assembly can derive from them (no public or protected constructor).

@@ -1,0 +1,10 @@
+using Microsoft.Extensions.Logging;
+
+namespace PeerLink.Rendezvous.Nats;
+
+/// <summary>The backplane's log messages (event ids 3300–3309).</summary>
+internal static partial class NatsBackplaneLog
+{
+    [LoggerMessage(3300, LogLevel.Warning, "The NATS backplane stopped answering on a subscription: {Reason}.", EventName = "NatsBackplaneAnswerFailed")]
+    public static partial void AnswerFailed(ILogger logger, string reason);
+}
