@@ -4,6 +4,7 @@
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Linq;
 using System.Net;
 using System.Threading;
 using System.Threading.Tasks;
@@ -16,7 +17,7 @@ namespace PeerLink.Nat.Rendezvous;
 
 /// <summary>
 /// The component that attaches a node to its rendezvous node, so that peers reach it by PeerId alone, and reaches them
-/// the same way. Add it with <see cref="RendezvousBuilderExtensions.UseRendezvous"/>; find it with
+/// the same way. Add it with <c>UseRendezvous</c> (<see cref="RendezvousBuilderExtensions"/>); find it with
 /// <c>node.GetComponent&lt;RendezvousClient&gt;()</c>.
 /// </summary>
 /// <remarks>Thread-safe.</remarks>
@@ -44,21 +45,29 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
     private readonly BirthdayGate _birthdays = new();
     private int _disposed;
 
-    internal RendezvousClient(IPEndPoint endPoint, PeerId rendezvousPeer, RendezvousClientOptions options, ILoggerFactory loggerFactory)
+    private RendezvousNode _current;
+
+    internal RendezvousClient(IReadOnlyList<RendezvousNode> nodes, RendezvousClientOptions options, ILoggerFactory loggerFactory)
     {
-        EndPoint = endPoint;
-        RendezvousPeerId = rendezvousPeer;
+        Nodes = nodes;
+        _current = nodes[0];
         _options = options;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<RendezvousClient>();
         _connector = new TcpPeerConnector(null, loggerFactory);
     }
 
-    /// <summary>The rendezvous node's TCP endpoint.</summary>
-    public IPEndPoint EndPoint { get; }
+    /// <summary>The rendezvous nodes this device may attach to, as configured (one, or the nodes of a tier).</summary>
+    public IReadOnlyList<RendezvousNode> Nodes { get; }
 
-    /// <summary>The rendezvous node's PeerId, pinned: the attach session authenticates it.</summary>
-    public PeerId RendezvousPeerId { get; }
+    /// <summary>The rendezvous node the device is attached to now, or attached to last, or tries first.</summary>
+    public RendezvousNode CurrentNode => Volatile.Read(ref _current);
+
+    /// <summary>The TCP endpoint of <see cref="CurrentNode"/>.</summary>
+    public IPEndPoint EndPoint => CurrentNode.EndPoint;
+
+    /// <summary>The PeerId of <see cref="CurrentNode"/>, pinned: the attach session authenticates it.</summary>
+    public PeerId RendezvousPeerId => CurrentNode.PeerId;
 
     /// <summary>True while the node is attached.</summary>
     public bool IsAttached => _attached.Task.IsCompletedSuccessfully;
@@ -113,7 +122,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         {
             ApplicationId = RendezvousWire.ApplicationId,
             NetworkKey = _options.NetworkKey ?? own.NetworkKey,
-            AllowedPeers = new HashSet<PeerId> { RendezvousPeerId },
+            AllowedPeers = new HashSet<PeerId>(Nodes.Select(n => n.PeerId)),
             MaxMessageSize = RendezvousWire.MaxMessageSize,
             HandshakeTimeout = own.HandshakeTimeout,
             MaxSendQueueBytes = 16 * 1024,
@@ -150,6 +159,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         }
 
         SecureSession session = await WaitForSessionAsync(cancellationToken).ConfigureAwait(false);
+        RendezvousNode attachedTo = CurrentNode;
         byte[] response = await session.RequestAsync(RendezvousWire.Serialize(new ConnectRequest(peer.ToArray())), cancellationToken).ConfigureAwait(false);
         if (RendezvousWire.Deserialize(response) is not ConnectReply reply)
         {
@@ -167,7 +177,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node's connect reply has no valid token.");
         }
 
-        IPEndPoint relay = EndPoint;
+        IPEndPoint relay = attachedTo.EndPoint;
         if (reply.RelayEndPoint is not null && !IPEndPoint.TryParse(reply.RelayEndPoint, out relay!))
         {
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node's connect reply names an invalid relay endpoint.");
@@ -246,7 +256,9 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         }
         catch (TimeoutException)
         {
-            throw new PeerLinkException(PeerLinkError.NotAttached, $"Not attached to rendezvous node {RendezvousPeerId.ToFingerprint()} at {EndPoint}.");
+            throw new PeerLinkException(PeerLinkError.NotAttached, Nodes.Count == 1
+                ? $"Not attached to rendezvous node {RendezvousPeerId.ToFingerprint()} at {EndPoint}."
+                : $"Not attached to any of the {Nodes.Count} rendezvous nodes (last tried {RendezvousPeerId.ToFingerprint()} at {EndPoint}).");
         }
     }
 
@@ -260,13 +272,12 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             bool replaced = false;
             try
             {
-                PeerConnection connection = await _connector.ConnectAsync(EndPoint, stopping).ConfigureAwait(false);
-                SecureSession session = await SecureSession.ConnectAsync(connection, _attachOptions!, RendezvousPeerId, _loggerFactory, stopping).ConfigureAwait(false);
+                (RendezvousNode node, SecureSession session) = await ConnectToANodeAsync(stopping).ConfigureAwait(false);
                 try
                 {
-                    await WelcomeAsync(session, stopping).ConfigureAwait(false);
+                    await WelcomeAsync(session, node, stopping).ConfigureAwait(false);
                     failures = 0;
-                    await ReceiveLoopAsync(session, stopping).ConfigureAwait(false);
+                    await ReceiveLoopAsync(session, node, stopping).ConfigureAwait(false);
                     reason = "the rendezvous node closed the session";
                 }
                 catch (PeerLinkException e)
@@ -318,6 +329,56 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         }
     }
 
+    /// <summary>
+    /// Opens an attach session to one node: with one node configured, that node; with several, each in order of the
+    /// round trip of a TCP connect to it, measured anew on every attach (the nearest live node first), until one
+    /// completes the handshake. Fails with the last node's error when none does.
+    /// </summary>
+    private async Task<(RendezvousNode Node, SecureSession Session)> ConnectToANodeAsync(CancellationToken stopping)
+    {
+        IReadOnlyList<RendezvousNode> order = Nodes.Count == 1 ? Nodes : await RankByRoundTripAsync(stopping).ConfigureAwait(false);
+        PeerLinkException? last = null;
+        foreach (RendezvousNode node in order)
+        {
+            Volatile.Write(ref _current, node);
+            try
+            {
+                PeerConnection connection = await _connector.ConnectAsync(node.EndPoint, stopping).ConfigureAwait(false);
+                return (node, await SecureSession.ConnectAsync(connection, _attachOptions!, node.PeerId, _loggerFactory, stopping).ConfigureAwait(false));
+            }
+            catch (PeerLinkException e)
+            {
+                last = e;
+                RendezvousLog.ClientNodeUnreachable(_logger, node.PeerId.ToFingerprint(), node.EndPoint, e.Message);
+            }
+        }
+
+        throw last!;
+    }
+
+    /// <summary>The nodes by the time a TCP connect to each takes (one round trip), unreachable ones last, in parallel.</summary>
+    private async Task<IReadOnlyList<RendezvousNode>> RankByRoundTripAsync(CancellationToken stopping)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        deadline.CancelAfter(_options.NodeProbeTimeout);
+        TimeSpan[] times = await Task.WhenAll(Nodes.Select(async node =>
+        {
+            long start = _time.GetTimestamp();
+            try
+            {
+                await using PeerConnection probe = await _connector.ConnectAsync(node.EndPoint, deadline.Token).ConfigureAwait(false);
+                probe.Abort();
+                return _time.GetElapsedTime(start);
+            }
+            catch (Exception e) when (e is PeerLinkException or OperationCanceledException)
+            {
+                return TimeSpan.MaxValue;
+            }
+        })).ConfigureAwait(false);
+        stopping.ThrowIfCancellationRequested();
+        return [.. Nodes.Select((node, i) => (node, i)).OrderBy(x => times[x.i]).ThenBy(x => x.i).Select(x => x.node)];
+    }
+
     /// <summary>The nominal delay doubles per failure up to the maximum; the real one is drawn between half and all of it.</summary>
     private TimeSpan Backoff(int failures)
     {
@@ -326,7 +387,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
     }
 
     /// <summary>The node's first message says the attachment is live and how often to keep it alive.</summary>
-    private async Task WelcomeAsync(SecureSession session, CancellationToken stopping)
+    private async Task WelcomeAsync(SecureSession session, RendezvousNode node, CancellationToken stopping)
     {
         using var deadline = new CancellationTokenSource(_attachOptions!.HandshakeTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, stopping);
@@ -352,14 +413,14 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             _keepAlive = keepAlive;
             Interlocked.Exchange(ref _epoch, welcome.Epoch);
             Volatile.Write(ref _observed, welcome.ObservedEndPoint);
-            Volatile.Write(ref _stunServer, welcome.StunPort is > 0 and <= 65535 ? new IPEndPoint(EndPoint.Address, welcome.StunPort) : null);
+            Volatile.Write(ref _stunServer, welcome.StunPort is > 0 and <= 65535 ? new IPEndPoint(node.EndPoint.Address, welcome.StunPort) : null);
             _attached.TrySetResult(session);
         }
 
-        RendezvousLog.ClientAttached(_logger, RendezvousPeerId.ToFingerprint(), EndPoint, welcome.Epoch, keepAlive.TotalSeconds, welcome.ObservedEndPoint ?? "?");
+        RendezvousLog.ClientAttached(_logger, node.PeerId.ToFingerprint(), node.EndPoint, welcome.Epoch, keepAlive.TotalSeconds, welcome.ObservedEndPoint ?? "?");
     }
 
-    private async Task ReceiveLoopAsync(SecureSession session, CancellationToken stopping)
+    private async Task ReceiveLoopAsync(SecureSession session, RendezvousNode node, CancellationToken stopping)
     {
         while (await session.ReceiveAsync(stopping).ConfigureAwait(false) is { } message)
         {
@@ -376,7 +437,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             switch (parsed)
             {
                 case IncomingRelay incoming when incoming.From is { Length: PeerId.Size } && incoming.Token is { Length: RendezvousWire.TokenLength }:
-                    _ = Task.Run(() => AcceptRelayAsync(incoming));
+                    _ = Task.Run(() => AcceptRelayAsync(incoming, node));
                     break;
                 case RelayEnded ended when message.IsRequest:
                     EndRelay(ended);
@@ -386,13 +447,13 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
         }
     }
 
-    private async Task AcceptRelayAsync(IncomingRelay incoming)
+    private async Task AcceptRelayAsync(IncomingRelay incoming, RendezvousNode node)
     {
         RendezvousLog.ClientIncomingRelay(_logger, incoming.Circuit, new PeerId(incoming.From).ToFingerprint());
         PeerConnection connection;
         try
         {
-            connection = await OpenRelayAsync(EndPoint, incoming.Circuit, incoming.Token, _stopping.Token).ConfigureAwait(false);
+            connection = await OpenRelayAsync(node.EndPoint, incoming.Circuit, incoming.Token, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is PeerLinkException or OperationCanceledException or ObjectDisposedException)
         {
@@ -461,6 +522,47 @@ public static class RendezvousBuilderExtensions
         ArgumentNullException.ThrowIfNull(endPoint);
         var options = new RendezvousClientOptions();
         configure?.Invoke(options);
-        return builder.AddComponent(new RendezvousClient(endPoint, rendezvousPeer, options.Validate(nameof(configure)), builder.LoggerFactory ?? NullLoggerFactory.Instance));
+        return builder.AddComponent(new RendezvousClient([new RendezvousNode(endPoint, rendezvousPeer)], options.Validate(nameof(configure)), builder.LoggerFactory ?? NullLoggerFactory.Instance));
     }
+
+    /// <summary>
+    /// Attaches the node to one of the rendezvous nodes of a tier: the one with the lowest round trip, measured at each
+    /// attach; when its node dies or becomes unreachable, the next. Sessions already direct carry on meanwhile.
+    /// Otherwise as <see cref="UseRendezvous(PeerNodeBuilder, IPEndPoint, PeerId, Action{RendezvousClientOptions}?)"/>.
+    /// </summary>
+    /// <param name="builder">The node's builder.</param>
+    /// <param name="nodes">The tier's nodes (each pinned by its own PeerId); at least one.</param>
+    /// <param name="configure">Changes the defaults of <see cref="RendezvousClientOptions"/>.</param>
+    /// <returns>The builder.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="builder"/> or <paramref name="nodes"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="nodes"/> is empty or names a node twice.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The options are inconsistent.</exception>
+    public static PeerNodeBuilder UseRendezvous(this PeerNodeBuilder builder, IEnumerable<RendezvousNode> nodes, Action<RendezvousClientOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(nodes);
+        RendezvousNode[] list = [.. nodes];
+        if (list.Length == 0 || list.Any(n => n is null || n.EndPoint is null))
+        {
+            throw new ArgumentException("At least one rendezvous node, each with an endpoint, is required.", nameof(nodes));
+        }
+
+        if (list.Select(n => n.PeerId).Distinct().Count() != list.Length)
+        {
+            throw new ArgumentException("A rendezvous node is named twice.", nameof(nodes));
+        }
+
+        var options = new RendezvousClientOptions();
+        configure?.Invoke(options);
+        return builder.AddComponent(new RendezvousClient(list, options.Validate(nameof(configure)), builder.LoggerFactory ?? NullLoggerFactory.Instance));
+    }
+}
+
+/// <summary>A rendezvous node as a device knows it: where it listens and its PeerId, pinned like a server's key.</summary>
+/// <param name="EndPoint">The node's TCP endpoint.</param>
+/// <param name="PeerId">The node's PeerId.</param>
+public sealed record RendezvousNode(IPEndPoint EndPoint, PeerId PeerId)
+{
+    /// <inheritdoc/>
+    public override string ToString() => $"{PeerId.ToFingerprint()}@{EndPoint}";
 }

@@ -4,7 +4,7 @@ using System.Net;
 
 namespace PeerLink.Nat.Rendezvous;
 
-/// <summary>How a device attaches to its rendezvous node (see <see cref="RendezvousBuilderExtensions.UseRendezvous"/>).</summary>
+/// <summary>How a device attaches to its rendezvous node (see <c>UseRendezvous</c> (<see cref="RendezvousBuilderExtensions"/>)).</summary>
 public sealed class RendezvousClientOptions
 {
     /// <summary>
@@ -25,6 +25,12 @@ public sealed class RendezvousClientOptions
 
     /// <summary>How long a connect by PeerId waits for the attachment when the node is still attaching. Defaults to 10 seconds.</summary>
     public TimeSpan AttachWait { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// With several rendezvous nodes, how long the device waits for TCP connects to all of them when it ranks them by
+    /// round trip before each attach; nodes that have not answered by then go last. Defaults to 2 seconds.
+    /// </summary>
+    public TimeSpan NodeProbeTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>Whether relayed sessions try to move to a direct path (hole punching). Defaults to true.</summary>
     public bool UpgradeToDirect { get; set; } = true;
@@ -68,9 +74,9 @@ public sealed class RendezvousClientOptions
             throw new ArgumentOutOfRangeException(paramName, "PunchTimeout, DirectRetryInterval and PathKeepAlive must be positive.");
         }
 
-        if (MinReattachDelay <= TimeSpan.Zero || MaxReattachDelay < MinReattachDelay || AttachWait < TimeSpan.Zero)
+        if (MinReattachDelay <= TimeSpan.Zero || MaxReattachDelay < MinReattachDelay || AttachWait < TimeSpan.Zero || NodeProbeTimeout <= TimeSpan.Zero)
         {
-            throw new ArgumentOutOfRangeException(paramName, "MinReattachDelay must be positive, MaxReattachDelay at least as long, and AttachWait not negative.");
+            throw new ArgumentOutOfRangeException(paramName, "MinReattachDelay and NodeProbeTimeout must be positive, MaxReattachDelay at least as long as MinReattachDelay, and AttachWait not negative.");
         }
 
         if (UdpEndPoint is null)

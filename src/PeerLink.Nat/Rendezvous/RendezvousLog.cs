@@ -72,4 +72,7 @@ internal static partial class RendezvousLog
 
     [LoggerMessage(3241, LogLevel.Information, "Connect {Caller} → {Target} routed through the tier: relay at {RelayEndPoint}, {Outcome}.", EventName = "RendezvousRelayRouted")]
     public static partial void RelayRouted(ILogger logger, string caller, string target, string relayEndPoint, string outcome);
+
+    [LoggerMessage(3242, LogLevel.Information, "Rendezvous node {Node} at {EndPoint} did not take the attachment: {Reason}; trying the next.", EventName = "RendezvousClientNodeUnreachable")]
+    public static partial void ClientNodeUnreachable(ILogger logger, string node, EndPoint endPoint, string reason);
 }

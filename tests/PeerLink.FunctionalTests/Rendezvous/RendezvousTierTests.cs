@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Linq;
 using System.Net;
 using System.Threading.Tasks;
@@ -143,6 +144,75 @@ public sealed class RendezvousTierTests : PeerIdentities
         Assert.Equal(routedBefore, tier.RoutedRequests);
     }
 
+    [Theory]
+    [MemberData(nameof(Backplanes))]
+    public async Task WhenADevicesNodeDiesItAttachesToTheNextAndItsDirectSessionCarriesOn(string backplane)
+    {
+        await using Tier tier = await Tier.StartAsync(backplane);
+        // Alice knows two nodes of the tier; Bob and Mallory are on the third.
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, [tier.Nodes[0], tier.Nodes[1]]);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, [tier.Nodes[2]]);
+        await using PeerNode mallory = await StartAttachedDeviceAsync(Mallory, [tier.Nodes[2]], relayOnly: true);
+        RendezvousClient client = alice.GetComponent<RendezvousClient>()!;
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        await WaitForPathAsync(toBob, SessionPathKind.DirectUdp);
+        RendezvousNode first = client.CurrentNode;
+        Task detached = client.WhenDetachedAsync();
+
+        long killed = Stopwatch.GetTimestamp();
+        await tier.StopAsync(first.PeerId);   // Alice's node dies
+        await detached.WaitAsync(Limit);
+        await client.WaitForAttachmentAsync().WaitAsync(Limit);
+        TimeSpan reattached = Stopwatch.GetElapsedTime(killed);
+
+        // The direct session never depended on the node; the tier reaches Alice at her new node.
+        await toBob.SendAsync("still here"u8.ToArray());
+        PeerMessage? carried = await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);
+        SecureSession toAlice = await mallory.ConnectAsync(Alice.PeerId).WaitAsync(Limit);
+
+        Assert.NotEqual(first, client.CurrentNode);
+        Assert.Contains(client.CurrentNode, new[] { tier.Nodes[0], tier.Nodes[1] }.Select(n => new RendezvousNode(n.EndPoint, n.PeerId)));
+        Assert.Equal("still here"u8.ToArray(), carried!.Value.Payload.ToArray());
+        Assert.Equal(SessionPathKind.DirectUdp, toBob.Path.Kind);
+        Assert.Equal(Alice.PeerId, toAlice.RemotePeerId);
+        // docs/rendezvous-tier.md: back within MinReattachDelay (50 ms here, 1 s by default) + the probe of the nodes + one
+        // attach handshake, about 0.1 s here on loopback; the limit leaves room for a loaded machine.
+        Assert.True(reattached < TimeSpan.FromSeconds(10), $"re-attached after {reattached.TotalMilliseconds:F0} ms");
+    }
+
+    [Fact]
+    public async Task ADeviceSkipsANodeThatDoesNotAnswer()
+    {
+        await using Tier tier = await Tier.StartAsync("memory");
+        using var dead = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        dead.Bind(new IPEndPoint(IPAddress.Loopback, 0));   // bound, never listening: connects are refused
+        var deadNode = new RendezvousNode((IPEndPoint)dead.LocalEndPoint!, Relay.PeerId);
+        var live = new RendezvousNode(tier.Nodes[1].EndPoint, tier.Nodes[1].PeerId);
+
+        PeerNode alice = await new PeerNodeBuilder(Alice)
+            .UseRendezvous([deadNode, live], o => o.UdpEndPoint = new IPEndPoint(IPAddress.Loopback, 0))
+            .StartAsync();
+        await using (alice)
+        {
+            RendezvousClient client = alice.GetComponent<RendezvousClient>()!;
+            await client.WaitForAttachmentAsync().WaitAsync(Limit);
+
+            Assert.Equal(live, client.CurrentNode);
+            Assert.True(tier.Nodes[1].IsAttached(Alice.PeerId));
+            Assert.Equal([deadNode, live], client.Nodes);
+        }
+    }
+
+    [Fact]
+    public void ATierOfNodesMustNameEachNodeOnce()
+    {
+        var node = new RendezvousNode(new IPEndPoint(IPAddress.Loopback, 7400), Relay.PeerId);
+
+        Assert.Equal("nodes", Assert.Throws<ArgumentException>(() => new PeerNodeBuilder(Alice).UseRendezvous([node, node with { EndPoint = new IPEndPoint(IPAddress.Loopback, 7401) }])).ParamName);
+        Assert.Equal("nodes", Assert.Throws<ArgumentException>(() => new PeerNodeBuilder(Alice).UseRendezvous(Array.Empty<RendezvousNode>())).ParamName);
+    }
+
     [Fact]
     public async Task WhenTheTierIsDownAConnectToAnotherNodeSaysSoAndTheSameNodeStillWorks()
     {
@@ -175,10 +245,13 @@ public sealed class RendezvousTierTests : PeerIdentities
         Assert.Null(tier.Memory.HomeOf(Bob.PeerId));
     }
 
-    private static async Task<PeerNode> StartAttachedDeviceAsync(PeerIdentity identity, RendezvousServer node, bool relayOnly = false)
+    private static Task<PeerNode> StartAttachedDeviceAsync(PeerIdentity identity, RendezvousServer node, bool relayOnly = false) =>
+        StartAttachedDeviceAsync(identity, [node], relayOnly);
+
+    private static async Task<PeerNode> StartAttachedDeviceAsync(PeerIdentity identity, RendezvousServer[] nodes, bool relayOnly = false)
     {
         PeerNode device = await new PeerNodeBuilder(identity)
-            .UseRendezvous(node.EndPoint, node.PeerId, o =>
+            .UseRendezvous(nodes.Select(n => new RendezvousNode(n.EndPoint, n.PeerId)), o =>
             {
                 o.MinReattachDelay = TimeSpan.FromMilliseconds(50);
                 o.PunchAddresses = [IPAddress.Loopback];   // loopback only: nothing goes to a real interface
@@ -188,6 +261,24 @@ public sealed class RendezvousTierTests : PeerIdentities
             .StartAsync();
         await device.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync().WaitAsync(Limit);
         return device;
+    }
+
+    private static async Task WaitForPathAsync(SecureSession session, SessionPathKind kind)
+    {
+        var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        session.PathChanged += (_, path) =>
+        {
+            if (path.Kind == kind)
+            {
+                reached.TrySetResult();
+            }
+        };
+        if (session.Path.Kind == kind)
+        {
+            reached.TrySetResult();
+        }
+
+        await reached.Task.WaitAsync(Limit);
     }
 
     /// <summary>Three nodes on one backplane kind: "memory", or "nats" (a nats-server and a connection per node).</summary>
@@ -253,6 +344,13 @@ public sealed class RendezvousTierTests : PeerIdentities
                 await tier.DisposeAsync();
                 throw;
             }
+        }
+
+        /// <summary>Stops one node, as if it died (its devices see their attach sessions close).</summary>
+        public async Task StopAsync(PeerId node)
+        {
+            RendezvousServer server = _nodes.Single(n => n.PeerId == node);
+            await server.DisposeAsync();   // idempotent: DisposeAsync below does nothing more for it
         }
 
         public async ValueTask DisposeAsync()
