@@ -197,32 +197,44 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
         payload[0] = WireVersion;
         request.Caller.CopyTo(payload.AsSpan(1));
         request.Target.CopyTo(payload.AsSpan(1 + PeerId.Size));
-        NatsMsg<byte[]> reply;
+        NatsMsg<byte[]>? reply = await RequestAsync(request.Target, payload, cancellationToken).ConfigureAwait(false);
+        if (reply is null && _options.OfflineConfirmDelay > TimeSpan.Zero)
+        {
+            // Nobody answered: ask once more after the cluster has had a moment to spread a new subscription.
+            await Task.Delay(_options.OfflineConfirmDelay, cancellationToken).ConfigureAwait(false);
+            reply = await RequestAsync(request.Target, payload, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (reply is not { } answered)
+        {
+            return null;   // no node holds the device: it is offline
+        }
+
+        return answered.Data is { } data && TryReadReply(data, out RoutedConnectReply? answer)
+            ? answer
+            : throw new PeerLinkException(PeerLinkError.ProtocolViolation, "A node of the rendezvous tier answered a connect request with a malformed reply.");
+    }
+
+    /// <summary>One NATS request to the device's subject; null when there are no responders.</summary>
+    private async Task<NatsMsg<byte[]>?> RequestAsync(PeerId target, byte[] payload, CancellationToken cancellationToken)
+    {
         try
         {
-            reply = await _nats.RequestAsync<byte[], byte[]>(
-                PeerSubject(request.Target),
+            NatsMsg<byte[]> reply = await _nats.RequestAsync<byte[], byte[]>(
+                PeerSubject(target),
                 payload,
                 replyOpts: new NatsSubOpts { Timeout = _options.RequestTimeout },
                 cancellationToken: cancellationToken).ConfigureAwait(false);
+            return reply.HasNoResponders ? null : reply;
         }
         catch (NatsNoRespondersException)
         {
-            return null;   // no node holds the device: it is offline
+            return null;
         }
         catch (Exception e) when (e is NatsException or TimeoutException)
         {
             throw new PeerLinkException(PeerLinkError.TierUnavailable, $"The rendezvous tier did not answer a connect request: {e.Message}", e);
         }
-
-        if (reply.HasNoResponders)
-        {
-            return null;
-        }
-
-        return reply.Data is { } data && TryReadReply(data, out RoutedConnectReply? answer)
-            ? answer
-            : throw new PeerLinkException(PeerLinkError.ProtocolViolation, "A node of the rendezvous tier answered a connect request with a malformed reply.");
     }
 
     /// <summary>Stops, if the node has not (the node calls <see cref="StopAsync"/> when it stops).</summary>

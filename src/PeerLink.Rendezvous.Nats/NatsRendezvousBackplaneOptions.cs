@@ -15,6 +15,14 @@ public sealed class NatsRendezvousBackplaneOptions
     /// <summary>How long a routed connect request waits for the holding node's answer. Defaults to 2 seconds.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// How long a connect request that found no responders waits before it asks once more, and only then reports the
+    /// peer offline. In a NATS cluster a node's new subscription reaches the other servers a moment after it is made,
+    /// so a request right after a device attached elsewhere can find nobody. Defaults to 100 milliseconds; zero asks
+    /// once (right for a single NATS server).
+    /// </summary>
+    public TimeSpan OfflineConfirmDelay { get; set; } = TimeSpan.FromMilliseconds(100);
+
     internal NatsRendezvousBackplaneOptions Validate(string paramName)
     {
         if (string.IsNullOrWhiteSpace(SubjectPrefix) || SubjectPrefix.Contains(' ', StringComparison.Ordinal) || SubjectPrefix.Contains('*', StringComparison.Ordinal) || SubjectPrefix.Contains('>', StringComparison.Ordinal) || SubjectPrefix.EndsWith('.'))
@@ -22,9 +30,9 @@ public sealed class NatsRendezvousBackplaneOptions
             throw new ArgumentException("SubjectPrefix must be one or more NATS subject tokens without wildcards or spaces.", paramName);
         }
 
-        if (RequestTimeout <= TimeSpan.Zero)
+        if (RequestTimeout <= TimeSpan.Zero || OfflineConfirmDelay < TimeSpan.Zero)
         {
-            throw new ArgumentException("RequestTimeout must be positive.", paramName);
+            throw new ArgumentException("RequestTimeout must be positive and OfflineConfirmDelay not negative.", paramName);
         }
 
         return (NatsRendezvousBackplaneOptions)MemberwiseClone();

@@ -181,6 +181,29 @@ public sealed class RendezvousTierTests : PeerIdentities
         Assert.True(reattached < TimeSpan.FromSeconds(10), $"re-attached after {reattached.TotalMilliseconds:F0} ms");
     }
 
+    [NatsFact]
+    public async Task KillingOneNatsServerDoesNotStopRouting()
+    {
+        await using Tier tier = await Tier.StartAsync("nats");
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, tier.Nodes[0], relayOnly: true);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, tier.Nodes[1], relayOnly: true);
+        var reconnected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tier.Connections[0].ConnectionOpened += (_, _) =>
+        {
+            reconnected.TrySetResult();
+            return ValueTask.CompletedTask;
+        };
+
+        await tier.Servers[0].DisposeAsync();   // the NATS server that node 0 (Alice's) prefers dies
+        await reconnected.Task.WaitAsync(Limit);   // node 0 is on another server of the cluster, its subscriptions with it
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        await toBob.SendAsync(new byte[] { 42 });
+
+        Assert.Equal(new byte[] { 42 }, (await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+        Assert.Equal(1, tier.Nodes[1].RelayCount);
+    }
+
     [Fact]
     public async Task ADeviceSkipsANodeThatDoesNotAnswer()
     {
@@ -288,11 +311,17 @@ public sealed class RendezvousTierTests : PeerIdentities
         private readonly List<RendezvousServer> _nodes = [];
         private readonly List<NatsRendezvousBackplane> _natsBackplanes = [];
         private readonly List<NatsConnection> _connections = [];
-        private NatsTestServer? _server;
+        private NatsTestServer[] _servers = [];
 
         public IReadOnlyList<RendezvousServer> Nodes => _nodes;
 
         public MemoryRendezvousTier? Memory { get; private set; }
+
+        /// <summary>The NATS cluster's servers (none in memory); node i prefers server i.</summary>
+        public IReadOnlyList<NatsTestServer> Servers => _servers;
+
+        /// <summary>Node i's NATS connection.</summary>
+        public IReadOnlyList<NatsConnection> Connections => _connections;
 
         /// <summary>Connect requests routed between nodes so far (in memory: counted by the tier; NATS: by the nodes' answers).</summary>
         public int RoutedRequests => Memory?.RoutedRequests ?? _natsBackplanes.Sum(b => b.RoutedAnswers);
@@ -304,7 +333,7 @@ public sealed class RendezvousTierTests : PeerIdentities
             {
                 if (kind == "nats")
                 {
-                    tier._server = await NatsTestServer.StartAsync();
+                    tier._servers = await NatsTestServer.StartClusterAsync(3);
                 }
                 else
                 {
@@ -314,9 +343,18 @@ public sealed class RendezvousTierTests : PeerIdentities
                 for (int i = 0; i < 3; i++)
                 {
                     IRendezvousBackplane backplane;
-                    if (tier._server is not null)
+                    if (tier._servers.Length > 0)
                     {
-                        var connection = new NatsConnection(new NatsOpts { Url = tier._server.Url, Name = $"rendezvous-{i}" });
+                        // Node i prefers NATS server i and knows the others, as a node in region i would.
+                        string urls = string.Join(",", Enumerable.Range(0, 3).Select(k => tier._servers[(i + k) % 3].Url));
+                        var connection = new NatsConnection(new NatsOpts
+                        {
+                            Url = urls,
+                            NoRandomize = true,
+                            Name = $"rendezvous-{i}",
+                            ReconnectWaitMin = TimeSpan.FromMilliseconds(50),
+                            ReconnectWaitMax = TimeSpan.FromMilliseconds(200),
+                        });
                         tier._connections.Add(connection);
                         var nats = new NatsRendezvousBackplane(connection);
                         tier._natsBackplanes.Add(nats);
@@ -370,15 +408,27 @@ public sealed class RendezvousTierTests : PeerIdentities
                 await connection.DisposeAsync();
             }
 
-            if (_server is not null)
+            foreach (NatsTestServer server in _servers)
             {
-                await _server.DisposeAsync();
+                await server.DisposeAsync();
             }
 
             foreach (PeerIdentity identity in _identities)
             {
                 identity.Dispose();
             }
+        }
+    }
+}
+
+/// <summary>A test that needs nats-server: skipped, saying why, where it is not installed.</summary>
+public sealed class NatsFactAttribute : FactAttribute
+{
+    public NatsFactAttribute()
+    {
+        if (NatsTestServer.Executable is null)
+        {
+            Skip = "nats-server (Debian package nats-server) is not installed; eng/install-test-prerequisites.sh installs it when run as root.";
         }
     }
 }
