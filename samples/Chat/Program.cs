@@ -12,11 +12,14 @@
 // to listen (it attaches and prints its PeerId), and connect by PeerId alone with
 //   dotnet run --project samples/Chat -- connect --peer ID --rendezvous ADDRESS:PORT --rendezvous-peer ID
 // The session starts relayed and moves to a direct path when the NATs allow; each side prints the path when it changes.
+// For the nodes of a tier (docs/deploy-rendezvous.md), give the pair once per node: the device attaches to the nearest
+// live one and moves to the next when it dies.
 //
 // mDNS is opt-in (--lan, find) because it multicasts on the LAN; --interface IF limits it to one interface.
 // Lines typed go to the other side. Ctrl+C (or end of input when connecting) closes the sessions cleanly.
 // Each role keeps its identity in a file (--identity PATH; default under the user's local application data).
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Net;
@@ -41,8 +44,9 @@ string? peerText = null;
 string? identityPath = null;
 string? nameWanted = null;
 string? interfaceName = null;
-IPEndPoint? rendezvous = null;
-PeerId? rendezvousPeer = null;
+// --rendezvous ADDRESS:PORT --rendezvous-peer ID, once per node; several pairs name the nodes of a tier.
+var rendezvousEndPoints = new List<IPEndPoint>();
+var rendezvousPeers = new List<PeerId>();
 bool lan = false;
 int port = 0;
 for (int i = 1; i < args.Length; i++)
@@ -65,11 +69,11 @@ for (int i = 1; i < args.Length; i++)
             lan = true;
             break;
         case "--rendezvous" when i + 1 < args.Length && IPEndPoint.TryParse(args[i + 1], out IPEndPoint? node):
-            rendezvous = node;
+            rendezvousEndPoints.Add(node);
             i++;
             break;
         case "--rendezvous-peer" when i + 1 < args.Length && PeerId.TryParse(args[i + 1], out PeerId nodeId):
-            rendezvousPeer = nodeId;
+            rendezvousPeers.Add(nodeId);
             i++;
             break;
         case "--port" when i + 1 < args.Length && int.TryParse(args[i + 1], out int p) && p is >= 0 and <= 65535:
@@ -102,17 +106,19 @@ using PosixSignalRegistration terminate = PosixSignalRegistration.Create(PosixSi
     stop.Cancel();
 });
 
-if ((rendezvous is null) != (rendezvousPeer is null))
+if (rendezvousEndPoints.Count != rendezvousPeers.Count)
 {
-    Console.Error.WriteLine("--rendezvous ADDRESS:PORT and --rendezvous-peer ID go together");
+    Console.Error.WriteLine("--rendezvous ADDRESS:PORT and --rendezvous-peer ID go together, once per node");
     return 2;
 }
 
+RendezvousNode[] rendezvousNodes = [.. rendezvousEndPoints.Select((endPoint, k) => new RendezvousNode(endPoint, rendezvousPeers[k]))];
+bool rendezvous = rendezvousNodes.Length > 0;
 Action<PeerNodeBuilder> attach = builder =>
 {
-    if (rendezvous is not null)
+    if (rendezvous)
     {
-        builder.UseRendezvous(rendezvous, rendezvousPeer!.Value);
+        builder.UseRendezvous(rendezvousNodes);   // one node, or the nodes of a tier: the nearest live one is used
     }
 };
 
@@ -122,7 +128,7 @@ try
     {
         case "listen":
             return await ListenAsync(LoadIdentity(identityPath, "listen"), port, lan ? Mdns(interfaceName) : null, attach, loggerFactory, stop.Token);
-        case "connect" when endpointText is null && rendezvous is not null:
+        case "connect" when endpointText is null && rendezvous:
             if (peerText is null)
             {
                 Console.Error.WriteLine("connect through a rendezvous node needs --peer ID");
@@ -137,7 +143,9 @@ try
 
             return await ChatAsync(LoadIdentity(identityPath, "connect"), async node =>
             {
-                Console.WriteLine($"* attaching to rendezvous node {rendezvousPeer!.Value.ToFingerprint()} at {rendezvous}…");
+                Console.WriteLine(rendezvousNodes.Length == 1
+                    ? $"* attaching to rendezvous node {rendezvousNodes[0]}…"
+                    : $"* attaching to the nearest of {rendezvousNodes.Length} rendezvous nodes…");
                 await node.GetComponent<RendezvousClient>()!.WaitForAttachmentAsync(stop.Token);
                 return await node.ConnectAsync(byId, stop.Token);
             }, null, loggerFactory, stop.Token, attach);

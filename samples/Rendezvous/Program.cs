@@ -2,6 +2,11 @@
 //
 //   dotnet run --project samples/Rendezvous -- --listen 0.0.0.0:7400 [--stun-port 3478|0|off] [--identity PATH]
 //       [--keepalive SECONDS] [--max-relay-mb N] [--max-relay-minutes N] [--allow PEERID]... [--trace]
+//       [--nats URL[,URL...] [--nats-user USER --nats-password PASSWORD] [--public ADDRESS:PORT] [--subject-prefix P]]
+//
+// With --nats it is one node of a tier (docs/deploy-rendezvous.md): devices attached to any node of the tier reach each
+// other by PeerId, through the NATS servers named (a cluster); --public is the address devices of other nodes use to
+// open relay connections to this one (required when listening on 0.0.0.0).
 //
 // It prints its PeerId: devices pin it (Chat: --rendezvous ADDRESS:PORT --rendezvous-peer ID). The node's identity is
 // kept in a file, so the PeerId stays the same across restarts. Ctrl+C or SIGTERM stops it cleanly.
@@ -14,11 +19,14 @@ using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using PeerLink;
+using NATS.Client.Core;
 using PeerLink.Nat.Rendezvous;
+using PeerLink.Rendezvous.Nats;
 
 var options = new RendezvousServerOptions();
 string? identityPath = null;
 var allowed = new HashSet<PeerId>();
+string? natsUrl = null, natsUser = null, natsPassword = null, subjectPrefix = null;
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -62,6 +70,22 @@ for (int i = 0; i < args.Length; i++)
             allowed.Add(device);
             i++;
             break;
+        case "--nats" when i + 1 < args.Length:
+            natsUrl = args[++i];
+            break;
+        case "--nats-user" when i + 1 < args.Length:
+            natsUser = args[++i];
+            break;
+        case "--nats-password" when i + 1 < args.Length:
+            natsPassword = args[++i];
+            break;
+        case "--subject-prefix" when i + 1 < args.Length:
+            subjectPrefix = args[++i];
+            break;
+        case "--public" when i + 1 < args.Length && IPEndPoint.TryParse(args[i + 1], out IPEndPoint? publicEndPoint):
+            options.PublicEndPoint = publicEndPoint;
+            i++;
+            break;
         case "--trace":
             break;
         default:
@@ -101,6 +125,18 @@ identityPath ??= Path.Combine(Environment.GetFolderPath(Environment.SpecialFolde
 Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(identityPath))!);
 using PeerIdentity identity = PeerIdentity.LoadOrCreate(identityPath);
 
+// A tier: the NATS connection and the backplane live as long as the node, and are disposed after it.
+await using NatsConnection? nats = natsUrl is null ? null : new NatsConnection(new NatsOpts
+{
+    Url = natsUrl,
+    Name = "peerlink-rendezvous " + identity.PeerId.ToFingerprint(),
+    AuthOpts = natsUser is null ? NatsAuthOpts.Default : new NatsAuthOpts { Username = natsUser, Password = natsPassword },
+    LoggerFactory = loggerFactory,
+});
+await using NatsRendezvousBackplane? backplane = nats is null ? null
+    : new NatsRendezvousBackplane(nats, subjectPrefix is null ? null : new NatsRendezvousBackplaneOptions { SubjectPrefix = subjectPrefix }, loggerFactory);
+options.Backplane = backplane;
+
 RendezvousServer server;
 try
 {
@@ -121,6 +157,11 @@ await using (server)
 {
     Console.WriteLine($"PeerId {server.PeerId}");
     Console.WriteLine($"rendezvous on {server.EndPoint}" + (server.StunEndPoint is { } s ? $", STUN on {s} (UDP and TCP)" : ""));
+    if (nats is not null)
+    {
+        Console.WriteLine($"tier: NATS {natsUrl}, relay connections from other nodes' devices to {options.PublicEndPoint ?? server.EndPoint}");
+    }
+
     Console.WriteLine($"devices: dotnet run --project samples/Chat -- listen --rendezvous ADDRESS:{server.EndPoint.Port} --rendezvous-peer {server.PeerId}");
     try
     {
@@ -138,5 +179,6 @@ return 0;
 static int Usage()
 {
     Console.Error.WriteLine("usage: Rendezvous --listen ADDRESS:PORT [--stun-port PORT|0|off] [--identity PATH] [--keepalive SECONDS] [--max-relay-mb N] [--max-relay-minutes N] [--allow PEERID]... [--trace]");
+    Console.Error.WriteLine("                  [--nats URL[,URL...] [--nats-user USER --nats-password PASSWORD] [--public ADDRESS:PORT] [--subject-prefix P]]");
     return 2;
 }
