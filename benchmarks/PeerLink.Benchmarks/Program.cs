@@ -18,6 +18,14 @@ if (attach >= 0)
     return;
 }
 
+// --tier-latency [REQUESTS]: the rendezvous tier's connect signalling, same node against cross-node (needs nats-server).
+int tier = Array.IndexOf(args, "--tier-latency");
+if (tier >= 0)
+{
+    await TierLatency.RunAsync(tier + 1 < args.Length ? int.Parse(args[tier + 1], System.Globalization.CultureInfo.InvariantCulture) : 5000);
+    return;
+}
+
 if (args.Length == 4 && args[0] == "--attach-clients")
 {
     await AttachMemory.ClientsAsync(System.Net.IPEndPoint.Parse(args[1]), PeerLink.PeerId.Parse(args[2]), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));

@@ -121,7 +121,15 @@ internal sealed class RelayCircuit
     /// <summary>Stops the copying and resets both connections.</summary>
     public void Abort()
     {
-        _stop.Cancel();
+        try
+        {
+            _stop.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            return;   // ended and released already (a join timeout racing the node's shutdown): nothing left to stop
+        }
+
         PeerConnection? caller;
         PeerConnection? callee;
         lock (_gate)

@@ -7,13 +7,13 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 
-namespace PeerLink.FunctionalTests.Rendezvous;
+namespace PeerLink.Testing;
 
 /// <summary>
 /// A nats-server (Debian's package; eng/install-test-prerequisites.sh installs it) on random loopback ports, alone or
-/// as a member of a cluster, for the rendezvous tier tests. Killed at dispose.
+/// as a member of a cluster, for the rendezvous tier tests and benchmarks. Killed at dispose.
 /// </summary>
-internal sealed class NatsTestServer : IAsyncDisposable
+public sealed class NatsTestServer : IAsyncDisposable
 {
     private const string ClientMarker = "Listening for client connections on 127.0.0.1:";
     private const string RouteMarker = "Listening for route connections on 127.0.0.1:";
