@@ -29,7 +29,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<long, PeerConnection> _relays = new();
-    private readonly ConcurrentDictionary<MigratingConnection, byte> _unclaimed = new();   // relayed connections whose session has not opened yet
+    private readonly ConcurrentDictionary<MigratingConnection, string> _unclaimed = new();   // relayed connections whose session has not opened yet, and which node relays them
     private readonly Lock _gate = new();
     private TaskCompletionSource<SecureSession> _attached = NewAttachedSource();
     private TaskCompletionSource _detached = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -183,17 +183,19 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The rendezvous node's connect reply names an invalid relay endpoint.");
         }
 
-        return Wrap(await OpenRelayAsync(relay, reply.Circuit, reply.Token, cancellationToken).ConfigureAwait(false));
+        // A relay on another node of the tier (the callee's) is named by its address: this device does not know its PeerId.
+        string relayNode = reply.RelayEndPoint is null ? attachedTo.PeerId.ToFingerprint() : $"{relay} (the peer's node of the tier)";
+        return Wrap(await OpenRelayAsync(relay, reply.Circuit, reply.Token, cancellationToken).ConfigureAwait(false), relayNode);
     }
 
     /// <summary>A relayed connection always carries path frames, so that a direct path can take over under the session.</summary>
-    private MigratingConnection Wrap(PeerConnection relay)
+    private MigratingConnection Wrap(PeerConnection relay, string relayNode)
     {
         var connection = new MigratingConnection(relay, "relayed", _time, _options.PathKeepAlive);
-        _unclaimed[connection] = 0;
+        _unclaimed[connection] = relayNode;
         connection.ConnectionClosed.UnsafeRegister(static state =>
         {
-            var (unclaimed, c) = ((ConcurrentDictionary<MigratingConnection, byte>, MigratingConnection))state!;
+            var (unclaimed, c) = ((ConcurrentDictionary<MigratingConnection, string>, MigratingConnection))state!;
             unclaimed.TryRemove(c, out _);
         }, (_unclaimed, connection));
         return connection;
@@ -202,12 +204,11 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
     /// <summary>A session opened on one of our relayed connections: start looking for a direct path for it.</summary>
     private void OnSessionOpened(SecureSession session)
     {
-        if (session.Connection is not MigratingConnection connection || !_unclaimed.TryRemove(connection, out _))
+        if (session.Connection is not MigratingConnection connection || !_unclaimed.TryRemove(connection, out string? rendezvous))
         {
             return;
         }
 
-        string rendezvous = RendezvousPeerId.ToFingerprint();
         if (!_options.UpgradeToDirect)
         {
             connection.PathInfo = new SessionPath(SessionPathKind.Relayed, $"relayed through rendezvous node {rendezvous}: direct paths are turned off", []);
@@ -461,7 +462,7 @@ public sealed class RendezvousClient : IPeerNodeComponent, IPeerDialer
             return;
         }
 
-        await _node!.AcceptConnectionAsync(Wrap(connection)).ConfigureAwait(false);   // the node's own authorization decides
+        await _node!.AcceptConnectionAsync(Wrap(connection, node.PeerId.ToFingerprint())).ConfigureAwait(false);   // the node's own authorization decides
     }
 
     /// <summary>Opens a relay connection: to our own node, or to the node of the tier that holds the peer (routed connects).</summary>

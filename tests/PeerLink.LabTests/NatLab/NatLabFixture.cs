@@ -93,6 +93,14 @@ internal sealed class NatLabFixture : IAsyncDisposable
         return new LabConversation(process);
     }
 
+    /// <summary>Starts a program that is not .NET (nats-server, …) inside a host of the lab, its standard error merged into its standard output.</summary>
+    public LabConversation StartCommand(string host, string commandLine)
+    {
+        var process = Process.Start(Start("ip", ["netns", "exec", Prefix + host, "sh", "-c", "exec " + commandLine + " 2>&1"], LabEnvironment, redirectInput: true))!;
+        _background.Add(process);
+        return new LabConversation(process);
+    }
+
     /// <summary>A sample's built assembly in this checkout, in the configuration these tests were built in.</summary>
     public static string SampleAssembly(string name)
     {
