@@ -30,7 +30,8 @@ for n in 1 2 3; do
   # Node n prefers NATS server n, then the others.
   mine="${urls[$((n - 1))]},${urls[$((n % 3))]},${urls[$(((n + 1) % 3))]}"
   dotnet "$NODE" --listen "127.0.0.1:740$n" --stun-port 0 --identity "$DIR/node-$n.key" \
-    --nats "$mine" --nats-user "node-$n" --nats-password "example-node-$n-secret" > "$DIR/node-$n.log" 2>&1 &
+    --nats "$mine" --nats-user "node-$n" --nats-password "example-node-$n-secret" --presence-bucket peerlink-presence \
+    > "$DIR/node-$n.log" 2>&1 &
   pids+=($!)
 done
 for n in 1 2 3; do

@@ -2,7 +2,8 @@
 //
 //   dotnet run --project samples/Rendezvous -- --listen 0.0.0.0:7400 [--stun-port 3478|0|off] [--identity PATH]
 //       [--keepalive SECONDS] [--max-relay-mb N] [--max-relay-minutes N] [--allow PEERID]... [--trace]
-//       [--nats URL[,URL...] [--nats-user USER --nats-password PASSWORD] [--public ADDRESS:PORT] [--subject-prefix P]]
+//       [--nats URL[,URL...] [--nats-user USER --nats-password PASSWORD] [--public ADDRESS:PORT] [--subject-prefix P]
+//        [--presence-bucket NAME]]
 //
 // With --nats it is one node of a tier (docs/deploy-rendezvous.md): devices attached to any node of the tier reach each
 // other by PeerId, through the NATS servers named (a cluster); --public is the address devices of other nodes use to
@@ -26,7 +27,7 @@ using PeerLink.Rendezvous.Nats;
 var options = new RendezvousServerOptions();
 string? identityPath = null;
 var allowed = new HashSet<PeerId>();
-string? natsUrl = null, natsUser = null, natsPassword = null, subjectPrefix = null;
+string? natsUrl = null, natsUser = null, natsPassword = null, subjectPrefix = null, presenceBucket = null;
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -78,6 +79,9 @@ for (int i = 0; i < args.Length; i++)
             break;
         case "--nats-password" when i + 1 < args.Length:
             natsPassword = args[++i];
+            break;
+        case "--presence-bucket" when i + 1 < args.Length:
+            presenceBucket = args[++i];
             break;
         case "--subject-prefix" when i + 1 < args.Length:
             subjectPrefix = args[++i];
@@ -134,7 +138,7 @@ await using NatsConnection? nats = natsUrl is null ? null : new NatsConnection(n
     LoggerFactory = loggerFactory,
 });
 await using NatsRendezvousBackplane? backplane = nats is null ? null
-    : new NatsRendezvousBackplane(nats, subjectPrefix is null ? null : new NatsRendezvousBackplaneOptions { SubjectPrefix = subjectPrefix }, loggerFactory);
+    : new NatsRendezvousBackplane(nats, new NatsRendezvousBackplaneOptions { SubjectPrefix = subjectPrefix ?? "peerlink.rendezvous", PresenceBucket = presenceBucket }, loggerFactory);
 options.Backplane = backplane;
 
 RendezvousServer server;
@@ -179,6 +183,6 @@ return 0;
 static int Usage()
 {
     Console.Error.WriteLine("usage: Rendezvous --listen ADDRESS:PORT [--stun-port PORT|0|off] [--identity PATH] [--keepalive SECONDS] [--max-relay-mb N] [--max-relay-minutes N] [--allow PEERID]... [--trace]");
-    Console.Error.WriteLine("                  [--nats URL[,URL...] [--nats-user USER --nats-password PASSWORD] [--public ADDRESS:PORT] [--subject-prefix P]]");
+    Console.Error.WriteLine("                  [--nats URL[,URL...] [--nats-user USER --nats-password PASSWORD] [--public ADDRESS:PORT] [--subject-prefix P] [--presence-bucket NAME]]");
     return 2;
 }

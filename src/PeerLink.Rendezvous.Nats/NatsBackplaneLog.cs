@@ -7,4 +7,7 @@ internal static partial class NatsBackplaneLog
 {
     [LoggerMessage(3300, LogLevel.Warning, "The NATS backplane stopped answering on a subscription: {Reason}.", EventName = "NatsBackplaneAnswerFailed")]
     public static partial void AnswerFailed(ILogger logger, string reason);
+
+    [LoggerMessage(3301, LogLevel.Warning, "The NATS backplane could not read or write the presence bucket: {Reason}.", EventName = "NatsBackplanePresenceFailed")]
+    public static partial void PresenceFailed(ILogger logger, string reason);
 }

@@ -11,6 +11,8 @@ using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.KeyValueStore;
 using PeerLink.Nat.Rendezvous;
 
 namespace PeerLink.Rendezvous.Nats;
@@ -45,6 +47,7 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
     private INatsSub<byte[]>? _announcements;
     private Task _announcementLoop = Task.CompletedTask;
     private int _routedAnswers;
+    private INatsKVStore? _presence;
 
     /// <summary>A backplane on <paramref name="nats"/>.</summary>
     /// <param name="nats">A connection to the tier's NATS servers; the caller keeps ownership.</param>
@@ -92,6 +95,20 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
         catch (Exception e) when (e is NatsException or TimeoutException)
         {
             throw new PeerLinkException(PeerLinkError.TierUnavailable, $"The rendezvous tier's NATS servers did not answer: {e.Message}", e);
+        }
+
+        if (_options.PresenceBucket is { } bucket)
+        {
+            try
+            {
+                var kv = new NatsKVContext(new NatsJSContext(_nats));
+                _presence = await kv.CreateOrUpdateStoreAsync(new NatsKVConfig(bucket) { MaxAge = _options.PresenceMaxAge, History = 1 }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is NatsException or TimeoutException)
+            {
+                await UnsubscribeAsync(_announcements, Task.CompletedTask).ConfigureAwait(false);
+                throw new PeerLinkException(PeerLinkError.TierUnavailable, $"The presence bucket '{bucket}' is not available (is JetStream on?): {e.Message}", e);
+            }
         }
 
         _announcementLoop = Task.Run(() => ReadAnnouncementsAsync(_announcements));
@@ -170,6 +187,8 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
         {
             throw new PeerLinkException(PeerLinkError.TierUnavailable, $"NATS did not take the attachment's announcement: {e.Message}", e);
         }
+
+        await RecordSeenAsync(device).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
@@ -187,6 +206,50 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
         }
 
         await UnsubscribeAsync(entry.Subscription, entry.Loop).ConfigureAwait(false);
+        await RecordSeenAsync(device).ConfigureAwait(false);
+    }
+
+    /// <summary>Writes the device's last-seen time to the presence bucket, when there is one; a failure is logged only.</summary>
+    private async Task RecordSeenAsync(PeerId device)
+    {
+        if (_presence is null)
+        {
+            return;
+        }
+
+        try
+        {
+            string seen = DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
+            await _presence.PutAsync(device.ToString(), Encoding.UTF8.GetBytes(seen), cancellationToken: _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NatsException or TimeoutException or OperationCanceledException)
+        {
+            NatsBackplaneLog.PresenceFailed(_logger, e.Message);
+        }
+    }
+
+    /// <summary>The device's last-seen time from the presence bucket, or null.</summary>
+    private async Task<string?> LastSeenAsync(PeerId device, CancellationToken cancellationToken)
+    {
+        if (_presence is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            NatsKVEntry<byte[]> entry = await _presence.GetEntryAsync<byte[]>(device.ToString(), cancellationToken: cancellationToken).ConfigureAwait(false);
+            return entry.Value is { Length: > 0 and <= 64 } value ? Encoding.UTF8.GetString(value) : null;
+        }
+        catch (NatsKVKeyNotFoundException)
+        {
+            return null;
+        }
+        catch (Exception e) when (e is NatsException or TimeoutException)
+        {
+            NatsBackplaneLog.PresenceFailed(_logger, e.Message);
+            return null;
+        }
     }
 
     /// <inheritdoc/>
@@ -207,7 +270,10 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
 
         if (reply is not { } answered)
         {
-            return null;   // no node holds the device: it is offline
+            // No node holds the device: it is offline. Say since when, if the tier keeps presence.
+            return await LastSeenAsync(request.Target, cancellationToken).ConfigureAwait(false) is { } seen
+                ? RoutedConnectReply.Refused(PeerLinkError.PeerNotFound, $"peer {request.Target.ToFingerprint()} is offline; last seen {seen}")
+                : null;
         }
 
         return answered.Data is { } data && TryReadReply(data, out RoutedConnectReply? answer)

@@ -23,6 +23,19 @@ public sealed class NatsRendezvousBackplaneOptions
     /// </summary>
     public TimeSpan OfflineConfirmDelay { get; set; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// A JetStream key-value bucket that keeps each device's last-seen time (written when it attaches and when it
+    /// detaches), so that a connect to an offline peer says when it was last attached. Null (the default) keeps no
+    /// presence. The bucket is created when missing, with <see cref="PresenceMaxAge"/>; the NATS servers need JetStream.
+    /// </summary>
+    public string? PresenceBucket { get; set; }
+
+    /// <summary>
+    /// How long the presence bucket keeps a device's last-seen time (the bucket's maximum age: NATS 2.9 has no per-key
+    /// TTL). Defaults to 30 days.
+    /// </summary>
+    public TimeSpan PresenceMaxAge { get; set; } = TimeSpan.FromDays(30);
+
     internal NatsRendezvousBackplaneOptions Validate(string paramName)
     {
         if (string.IsNullOrWhiteSpace(SubjectPrefix) || SubjectPrefix.Contains(' ', StringComparison.Ordinal) || SubjectPrefix.Contains('*', StringComparison.Ordinal) || SubjectPrefix.Contains('>', StringComparison.Ordinal) || SubjectPrefix.EndsWith('.'))
@@ -33,6 +46,11 @@ public sealed class NatsRendezvousBackplaneOptions
         if (RequestTimeout <= TimeSpan.Zero || OfflineConfirmDelay < TimeSpan.Zero)
         {
             throw new ArgumentException("RequestTimeout must be positive and OfflineConfirmDelay not negative.", paramName);
+        }
+
+        if (PresenceBucket is not null && (PresenceBucket.Length == 0 || !System.Text.RegularExpressions.Regex.IsMatch(PresenceBucket, "^[a-zA-Z0-9_-]+$") || PresenceMaxAge <= TimeSpan.Zero))
+        {
+            throw new ArgumentException("PresenceBucket must be a JetStream bucket name (letters, digits, - and _) and PresenceMaxAge positive.", paramName);
         }
 
         return (NatsRendezvousBackplaneOptions)MemberwiseClone();

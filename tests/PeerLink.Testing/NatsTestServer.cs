@@ -24,9 +24,12 @@ public sealed class NatsTestServer : IAsyncDisposable
     private int _routes;
     private readonly System.Collections.Concurrent.ConcurrentQueue<string> _log = new();
 
-    private NatsTestServer(Process process)
+    private readonly string? _store;
+
+    private NatsTestServer(Process process, string? store)
     {
         _process = process;
+        _store = store;
     }
 
     /// <summary>The client URL.</summary>
@@ -38,8 +41,11 @@ public sealed class NatsTestServer : IAsyncDisposable
     /// <summary>The nats-server executable, or null when it is not installed.</summary>
     public static string? Executable { get; } = Find();
 
-    /// <summary>Starts one server; with <paramref name="clusterName"/>, one that takes routes, soliciting <paramref name="routes"/>.</summary>
-    public static async Task<NatsTestServer> StartAsync(string? clusterName = null, string? routes = null)
+    /// <summary>
+    /// Starts one server; with <paramref name="clusterName"/>, one that takes routes, soliciting <paramref name="routes"/>;
+    /// with <paramref name="jetStream"/>, with JetStream on a store in a temporary directory (deleted at dispose).
+    /// </summary>
+    public static async Task<NatsTestServer> StartAsync(string? clusterName = null, string? routes = null, bool jetStream = false)
     {
         string executable = Executable ?? throw new InvalidOperationException("nats-server is not installed; eng/install-test-prerequisites.sh installs it (as root).");
         // Port -1: a random free port, which the server logs.
@@ -53,8 +59,14 @@ public sealed class NatsTestServer : IAsyncDisposable
             }
         }
 
+        string? store = jetStream ? Directory.CreateTempSubdirectory("peerlink-nats-").FullName : null;
+        if (store is not null)
+        {
+            arguments.AddRange(["-js", "-sd", store]);
+        }
+
         var start = new ProcessStartInfo(executable, arguments) { RedirectStandardError = true, RedirectStandardOutput = true };
-        var server = new NatsTestServer(Process.Start(start)!);
+        var server = new NatsTestServer(Process.Start(start)!, store);
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int started = 0;   // the log lines that say so, read on one thread
         server._process.ErrorDataReceived += (_, e) =>
@@ -154,6 +166,10 @@ public sealed class NatsTestServer : IAsyncDisposable
         }
 
         _process.Dispose();
+        if (_store is not null)
+        {
+            Directory.Delete(_store, recursive: true);
+        }
     }
 
     private void OnRoute()

@@ -204,6 +204,32 @@ public sealed class RendezvousTierTests : PeerIdentities
         Assert.Equal(1, tier.Nodes[1].RelayCount);
     }
 
+    [NatsFact]
+    public async Task AConnectToAPeerThatWentOfflineSaysWhenItWasLastSeen()
+    {
+        await using NatsTestServer server = await NatsTestServer.StartAsync(jetStream: true);
+        await using var connection = new NatsConnection(new NatsOpts { Url = server.Url });
+        var presence = new NatsRendezvousBackplaneOptions { PresenceBucket = "peerlink-presence-test", PresenceMaxAge = TimeSpan.FromHours(1) };
+        await using var first = new NatsRendezvousBackplane(connection, presence);
+        await using var second = new NatsRendezvousBackplane(connection, presence);
+        using PeerIdentity firstId = PeerIdentity.Generate(), secondId = PeerIdentity.Generate();
+        var listen = new IPEndPoint(IPAddress.Loopback, 0);
+        await using RendezvousServer nodeA = await RendezvousServer.StartAsync(firstId, new RendezvousServerOptions { ListenEndPoint = listen, StunPort = null, Backplane = first });
+        await using RendezvousServer nodeB = await RendezvousServer.StartAsync(secondId, new RendezvousServerOptions { ListenEndPoint = listen, StunPort = null, Backplane = second });
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, nodeA, relayOnly: true);
+        PeerNode bob = await StartAttachedDeviceAsync(Bob, nodeB, relayOnly: true);
+        await bob.DisposeAsync();   // Bob goes offline
+        await nodeB.WhenDetachedAsync(Bob.PeerId).WaitAsync(Limit);
+
+        var offline = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit));
+        var never = await Assert.ThrowsAsync<PeerLinkException>(() => alice.ConnectAsync(Mallory.PeerId).WaitAsync(Limit));
+
+        Assert.Equal(PeerLinkError.PeerNotFound, offline.Error);
+        Assert.Matches(@"is offline; last seen \d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", offline.Message);
+        Assert.Equal(PeerLinkError.PeerNotFound, never.Error);
+        Assert.Contains("not attached to any node of the rendezvous tier", never.Message);
+    }
+
     [Fact]
     public async Task ADeviceSkipsANodeThatDoesNotAnswer()
     {

@@ -58,3 +58,23 @@ public sealed class NatsBackplaneWireTests
         Assert.False(NatsRendezvousBackplane.TryReadReply(bytes, out _));
     }
 }
+
+/// <summary>The NATS backplane's options refuse what NATS would refuse later, naming the argument.</summary>
+public sealed class NatsBackplaneOptionsTests
+{
+    [Theory]
+    [InlineData("peerlink.rendezvous.", null)]
+    [InlineData("peerlink.*", null)]
+    [InlineData("peer link", null)]
+    [InlineData("peerlink", "bucket.with.dots")]
+    [InlineData("peerlink", "")]
+    public async System.Threading.Tasks.Task BadSubjectsAndBucketsAreRefusedAtOnce(string prefix, string? bucket)
+    {
+        var options = new NatsRendezvousBackplaneOptions { SubjectPrefix = prefix, PresenceBucket = bucket };
+        await using var nats = new NATS.Client.Core.NatsConnection();   // never connects: the constructor refuses first
+
+        var error = Assert.Throws<ArgumentException>(() => new NatsRendezvousBackplane(nats, options));
+
+        Assert.Equal("options", error.ParamName);
+    }
+}
