@@ -26,6 +26,15 @@ if (tier >= 0)
     return;
 }
 
+// --tier-attach [COUNT] [FAILOVER_DEVICES]: a tier's memory and CPU per attached device, and failover (needs nats-server).
+int tierAttach = Array.IndexOf(args, "--tier-attach");
+if (tierAttach >= 0)
+{
+    int Arg(int at, int fallback) => at < args.Length ? int.Parse(args[at], System.Globalization.CultureInfo.InvariantCulture) : fallback;
+    await TierAttach.RunAsync(Arg(tierAttach + 1, 10_000), Arg(tierAttach + 2, 300));
+    return;
+}
+
 if (args.Length == 4 && args[0] == "--attach-clients")
 {
     await AttachMemory.ClientsAsync(System.Net.IPEndPoint.Parse(args[1]), PeerLink.PeerId.Parse(args[2]), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
