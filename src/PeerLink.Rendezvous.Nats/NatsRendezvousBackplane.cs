@@ -37,6 +37,9 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
 {
     private const byte WireVersion = 1;
 
+    /// <summary>A routed connect request: version, caller, target, the caller's epoch.</summary>
+    private const int RequestLength = 1 + (2 * PeerId.Size) + 8;
+
     private readonly INatsConnection _nats;
     private readonly NatsRendezvousBackplaneOptions _options;
     private readonly ILogger _logger;
@@ -256,10 +259,11 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
     public async ValueTask<RoutedConnectReply?> RouteConnectAsync(RoutedConnect request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        byte[] payload = new byte[1 + (2 * PeerId.Size)];
+        byte[] payload = new byte[RequestLength];
         payload[0] = WireVersion;
         request.Caller.CopyTo(payload.AsSpan(1));
         request.Target.CopyTo(payload.AsSpan(1 + PeerId.Size));
+        BinaryPrimitives.WriteInt64BigEndian(payload.AsSpan(1 + (2 * PeerId.Size)), request.CallerEpoch);
         NatsMsg<byte[]>? reply = await RequestAsync(request.Target, payload, cancellationToken).ConfigureAwait(false);
         if (reply is null && _options.OfflineConfirmDelay > TimeSpan.Zero)
         {
@@ -320,9 +324,9 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
             await foreach (NatsMsg<byte[]> message in subscription.Msgs.ReadAllAsync(_stopping.Token).ConfigureAwait(false))
             {
                 RoutedConnectReply answer;
-                if (message.Data is { Length: 1 + (2 * PeerId.Size) } data && data[0] == WireVersion)
+                if (message.Data is { Length: RequestLength } data && data[0] == WireVersion)
                 {
-                    var request = new RoutedConnect(new PeerId(data.AsSpan(1, PeerId.Size)), new PeerId(data.AsSpan(1 + PeerId.Size, PeerId.Size)));
+                    var request = new RoutedConnect(new PeerId(data.AsSpan(1, PeerId.Size)), new PeerId(data.AsSpan(1 + PeerId.Size, PeerId.Size)), BinaryPrimitives.ReadInt64BigEndian(data.AsSpan(1 + (2 * PeerId.Size))));
                     answer = await node.ConnectRoutedAsync(request, _stopping.Token).ConfigureAwait(false);
                     Interlocked.Increment(ref _routedAnswers);
                 }
@@ -393,20 +397,23 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
         await loop.ConfigureAwait(false);
     }
 
-    // Reply: version, error (int32, 0 = ready), circuit (int64), token length (u8) and token, then the relay endpoint
-    // and the reason as UTF-8 with u16 lengths.
+    // Reply: version, error (int32, 0 = ready), circuit (int64), target epoch (int64), token length (u8) and token, then
+    // the relay endpoint and the reason as UTF-8 with u16 lengths.
+    private const int ReplyFixedLength = 1 + 4 + 8 + 8 + 1;
+
     internal static byte[] WriteReply(RoutedConnectReply reply)
     {
         byte[] endPoint = Encoding.UTF8.GetBytes(reply.RelayEndPoint ?? "");
         byte[] reason = Encoding.UTF8.GetBytes(reply.Reason is { Length: <= 1000 } r ? r : reply.Reason?[..1000] ?? "");
-        byte[] bytes = new byte[1 + 4 + 8 + 1 + reply.Token.Length + 2 + endPoint.Length + 2 + reason.Length];
+        byte[] bytes = new byte[ReplyFixedLength + reply.Token.Length + 2 + endPoint.Length + 2 + reason.Length];
         Span<byte> span = bytes;
         span[0] = WireVersion;
         BinaryPrimitives.WriteInt32BigEndian(span[1..], reply.Error is { } error ? (int)error : 0);
         BinaryPrimitives.WriteInt64BigEndian(span[5..], reply.Circuit);
-        span[13] = (byte)reply.Token.Length;
-        reply.Token.Span.CopyTo(span[14..]);
-        int at = 14 + reply.Token.Length;
+        BinaryPrimitives.WriteInt64BigEndian(span[13..], reply.TargetEpoch);
+        span[21] = (byte)reply.Token.Length;
+        reply.Token.Span.CopyTo(span[ReplyFixedLength..]);
+        int at = ReplyFixedLength + reply.Token.Length;
         BinaryPrimitives.WriteUInt16BigEndian(span[at..], (ushort)endPoint.Length);
         endPoint.CopyTo(span[(at + 2)..]);
         at += 2 + endPoint.Length;
@@ -418,21 +425,22 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
     internal static bool TryReadReply(ReadOnlySpan<byte> data, out RoutedConnectReply? reply)
     {
         reply = null;
-        if (data.Length < 14 || data[0] != WireVersion)
+        if (data.Length < ReplyFixedLength || data[0] != WireVersion)
         {
             return false;
         }
 
         int error = BinaryPrimitives.ReadInt32BigEndian(data[1..]);
         long circuit = BinaryPrimitives.ReadInt64BigEndian(data[5..]);
-        int tokenLength = data[13];
-        int at = 14 + tokenLength;
+        long targetEpoch = BinaryPrimitives.ReadInt64BigEndian(data[13..]);
+        int tokenLength = data[21];
+        int at = ReplyFixedLength + tokenLength;
         if (data.Length < at + 2)
         {
             return false;
         }
 
-        byte[] token = data.Slice(14, tokenLength).ToArray();
+        byte[] token = data.Slice(ReplyFixedLength, tokenLength).ToArray();
         int endPointLength = BinaryPrimitives.ReadUInt16BigEndian(data[at..]);
         if (data.Length < at + 2 + endPointLength + 2)
         {
@@ -449,7 +457,7 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
 
         string reason = Encoding.UTF8.GetString(data.Slice(at + 2, reasonLength));
         reply = error == 0
-            ? new RoutedConnectReply(null, null, circuit, token, endPoint.Length == 0 ? null : endPoint)
+            ? new RoutedConnectReply(null, null, circuit, token, endPoint.Length == 0 ? null : endPoint, targetEpoch)
             : RoutedConnectReply.Refused(Enum.IsDefined((PeerLinkError)error) ? (PeerLinkError)error : PeerLinkError.Unknown, reason);
         return true;
     }

@@ -82,7 +82,10 @@ public interface IRendezvousTierNode
 /// <summary>A connect request routed through the tier.</summary>
 /// <param name="Caller">The calling device, as its node authenticated it.</param>
 /// <param name="Target">The device to reach.</param>
-public sealed record RoutedConnect(PeerId Caller, PeerId Target);
+/// <param name="CallerEpoch">
+/// The epoch of the caller's attachment: a node that still holds an older attachment of the caller closes it.
+/// </param>
+public sealed record RoutedConnect(PeerId Caller, PeerId Target, long CallerEpoch = 0);
 
 /// <summary>The holding node's answer to a <see cref="RoutedConnect"/>.</summary>
 /// <param name="Error">Why it refused, or null when the circuit is ready.</param>
@@ -90,7 +93,10 @@ public sealed record RoutedConnect(PeerId Caller, PeerId Target);
 /// <param name="Circuit">The circuit's number on the holding node.</param>
 /// <param name="Token">The 16-byte token the caller presents on its relay connection (empty when refused).</param>
 /// <param name="RelayEndPoint">Where the caller opens its relay connection: the holding node's address and port.</param>
-public sealed record RoutedConnectReply(PeerLinkError? Error, string? Reason, long Circuit, ReadOnlyMemory<byte> Token, string? RelayEndPoint)
+/// <param name="TargetEpoch">
+/// The epoch of the target's attachment on the holding node: a node that still holds an older one closes it.
+/// </param>
+public sealed record RoutedConnectReply(PeerLinkError? Error, string? Reason, long Circuit, ReadOnlyMemory<byte> Token, string? RelayEndPoint, long TargetEpoch = 0)
 {
     /// <summary>A refusal.</summary>
     /// <param name="error">Why.</param>

@@ -511,7 +511,7 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
         RoutedConnectReply? routed;
         try
         {
-            routed = await _backplane.RouteConnectAsync(new RoutedConnect(from, target), _stopping.Token).ConfigureAwait(false);
+            routed = await _backplane.RouteConnectAsync(new RoutedConnect(from, target, caller.Epoch), _stopping.Token).ConfigureAwait(false);
         }
         catch (PeerLinkException e)
         {
@@ -525,6 +525,11 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
         }
 
         RendezvousLog.RelayRouted(_logger, from.ToFingerprint(), target.ToFingerprint(), routed.RelayEndPoint ?? "?", routed.Error?.ToString() ?? "ready");
+        if (routed.TargetEpoch > 0)
+        {
+            ((IRendezvousTierNode)this).Evict(target, routed.TargetEpoch);   // every routed message carries an epoch
+        }
+
         return ToReply(routed, relayHere: false);
 
         static ConnectReply Refuse(PeerLinkError error, string reason) => new((int)error, 0, null, reason);
@@ -538,6 +543,11 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
     ValueTask<RoutedConnectReply> IRendezvousTierNode.ConnectRoutedAsync(RoutedConnect request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (request.CallerEpoch > 0)
+        {
+            ((IRendezvousTierNode)this).Evict(request.Caller, request.CallerEpoch);   // a stale copy of the caller here goes
+        }
+
         return ValueTask.FromResult(CreateCircuit(request.Caller, request.Target, callerIsLocal: false));
     }
 
@@ -655,7 +665,7 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
             });
         }
 
-        return new RoutedConnectReply(null, null, circuit.Id, circuit.CallerToken, RelayEndPoint);
+        return new RoutedConnectReply(null, null, circuit.Id, circuit.CallerToken, RelayEndPoint, callee.Epoch);
 
         static RoutedConnectReply Refuse(PeerLinkError error, string reason) => RoutedConnectReply.Refused(error, reason);
     }

@@ -279,6 +279,26 @@ public sealed class RendezvousTierTests : PeerIdentities
     }
 
     [Fact]
+    public async Task AStaleAttachmentThatMissedItsEvictionGoesWithTheNextRoutedMessageOfTheDevice()
+    {
+        await using Tier tier = await Tier.StartAsync("memory");
+        await using PeerNode bobOld = await StartAttachedDeviceAsync(Bob, tier.Nodes[1], relayOnly: true);
+        await using PeerNode mallory = await StartAttachedDeviceAsync(Mallory, tier.Nodes[1], relayOnly: true);
+        tier.Memory!.Down = true;   // Bob moves while the tier is down: node 1 never hears of it
+        await using PeerNode bobNew = await StartAttachedDeviceAsync(Bob, tier.Nodes[2], relayOnly: true);
+        tier.Memory.Down = false;
+        Assert.True(tier.Nodes[1].IsAttached(Bob.PeerId));
+        Task staleGone = tier.Nodes[1].WhenDetachedAsync(Bob.PeerId);
+
+        // Bob's next routed message carries his new epoch to node 1, which closes its stale copy.
+        await bobNew.ConnectAsync(Mallory.PeerId).WaitAsync(Limit);
+        await staleGone.WaitAsync(Limit);
+
+        Assert.False(tier.Nodes[1].IsAttached(Bob.PeerId));
+        Assert.True(tier.Nodes[2].IsAttached(Bob.PeerId));
+    }
+
+    [Fact]
     public async Task TheTierRoutesEachDeviceToTheNodeItAttachedTo()
     {
         await using Tier tier = await Tier.StartAsync("memory");

@@ -13,15 +13,16 @@ public sealed class NatsBackplaneWireTests
     [Fact]
     public void AReadyReplyRoundTripsWithItsTokenAndRelayEndPoint()
     {
-        byte[] bytes = NatsRendezvousBackplane.WriteReply(new RoutedConnectReply(null, null, 0x0102030405060708, Token, "203.0.113.12:7400"));
+        byte[] bytes = NatsRendezvousBackplane.WriteReply(new RoutedConnectReply(null, null, 0x0102030405060708, Token, "203.0.113.12:7400", 1_796_289_213_028_000));
 
         Assert.True(NatsRendezvousBackplane.TryReadReply(bytes, out RoutedConnectReply? reply));
         Assert.Null(reply!.Error);
         Assert.Equal(0x0102030405060708, reply.Circuit);
         Assert.Equal(Token, reply.Token.ToArray());
         Assert.Equal("203.0.113.12:7400", reply.RelayEndPoint);
-        // version 1, error 0, circuit big-endian, token length 16
-        Assert.Equal("01000000000102030405060708" + "10", Convert.ToHexString(bytes, 0, 14));
+        Assert.Equal(1_796_289_213_028_000, reply.TargetEpoch);
+        // version 1, error 0, circuit and epoch big-endian, token length 16
+        Assert.Equal("01000000000102030405060708" + "000661B72C74D6A0" + "10", Convert.ToHexString(bytes, 0, 22));
     }
 
     [Fact]
@@ -53,7 +54,7 @@ public sealed class NatsBackplaneWireTests
     public void LengthsThatPointPastTheEndAreRefusedWithoutReadingThere()
     {
         byte[] bytes = NatsRendezvousBackplane.WriteReply(new RoutedConnectReply(null, null, 12, Token, "x"));
-        bytes[13] = 0xFF;   // a token longer than the message
+        bytes[21] = 0xFF;   // a token longer than the message
 
         Assert.False(NatsRendezvousBackplane.TryReadReply(bytes, out _));
     }
