@@ -5,7 +5,6 @@ using System.Linq;
 using System.Net;
 using System.Threading;
 using System.Threading.Tasks;
-using NATS.Client.Core;
 using PeerLink.Nat.Rendezvous;
 using PeerLink.Rendezvous.Nats;
 using PeerLink.Testing;
@@ -23,35 +22,20 @@ internal static class TierAttach
 {
     public static async Task RunAsync(int count, int failoverDevices)
     {
-        NatsTestServer[] servers = await NatsTestServer.StartClusterAsync(3);
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync("nats", o =>
+        {
+            o.StunPort = null;
+            o.MaxAttachments = count + failoverDevices + 100;
+            o.MaxPendingHandshakes = 256;
+            o.MaxPendingHandshakesPerAddress = 256;   // every device comes from 127.0.0.1
+        });
+        IReadOnlyList<RendezvousServer> nodes = tier.Nodes;
+        IReadOnlyList<NatsRendezvousBackplane> backplanes = tier.NatsBackplanes;
         var identities = new List<PeerIdentity>();
-        var connections = new List<NatsConnection>();
-        var backplanes = new List<NatsRendezvousBackplane>();
-        var nodes = new List<RendezvousServer>();
         var children = new List<Process>();
         var devices = new List<PeerNode>();
         try
         {
-            for (int i = 0; i < 3; i++)
-            {
-                string urls = string.Join(",", Enumerable.Range(0, 3).Select(k => servers[(i + k) % 3].Url));
-                var connection = new NatsConnection(new NatsOpts { Url = urls, NoRandomize = true });
-                connections.Add(connection);
-                var backplane = new NatsRendezvousBackplane(connection);
-                backplanes.Add(backplane);
-                PeerIdentity identity = PeerIdentity.Generate();
-                identities.Add(identity);
-                nodes.Add(await RendezvousServer.StartAsync(identity, new RendezvousServerOptions
-                {
-                    ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
-                    StunPort = null,
-                    Backplane = backplane,
-                    MaxAttachments = count + failoverDevices + 100,
-                    MaxPendingHandshakes = 256,
-                    MaxPendingHandshakesPerAddress = 256,   // every device comes from 127.0.0.1
-                }));
-            }
-
             long before = Measure();
             TimeSpan cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             var clock = Stopwatch.StartNew();
@@ -88,7 +72,7 @@ internal static class TierAttach
             Console.WriteLine($"after 30 s idle: nodes' managed heap growth {(idle - before) / 1024.0 / 1024.0:N1} MiB, {(idle - before) / (double)count:N0} bytes per device; nodes' CPU {idleCpu.TotalMilliseconds / 30_000 * 100:N1} % of one core (keepalives every 25 s)");
 
             // Failover: devices that know all three nodes (they pick by round trip, nearly equal on loopback).
-            RendezvousNode[] list = [.. nodes.Select(n => new RendezvousNode(n.EndPoint, n.PeerId))];
+            RendezvousNode[] list = tier.DeviceList;
             for (int i = 0; i < failoverDevices; i++)
             {
                 PeerIdentity identity = PeerIdentity.Generate();
@@ -124,26 +108,6 @@ internal static class TierAttach
                 child.StandardInput.Close();
                 await child.WaitForExitAsync();
                 child.Dispose();
-            }
-
-            foreach (RendezvousServer node in nodes)
-            {
-                await node.DisposeAsync();
-            }
-
-            foreach (NatsRendezvousBackplane backplane in backplanes)
-            {
-                await backplane.DisposeAsync();
-            }
-
-            foreach (NatsConnection connection in connections)
-            {
-                await connection.DisposeAsync();
-            }
-
-            foreach (NatsTestServer server in servers)
-            {
-                await server.DisposeAsync();
             }
 
             foreach (PeerIdentity identity in identities)

@@ -5,9 +5,7 @@ using System.Linq;
 using System.Net;
 using System.Threading;
 using System.Threading.Tasks;
-using NATS.Client.Core;
 using PeerLink.Nat.Rendezvous;
-using PeerLink.Rendezvous.Nats;
 using PeerLink.Sessions;
 using PeerLink.Testing;
 using PeerLink.Transport;
@@ -26,36 +24,20 @@ internal static class TierLatency
 {
     public static async Task RunAsync(int requests)
     {
-        NatsTestServer[] servers = await NatsTestServer.StartClusterAsync(3);
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync("nats", o =>
+        {
+            o.StunPort = null;
+            o.MaxRelays = int.MaxValue;
+            o.MaxRelaysPerDevice = int.MaxValue;
+            o.MaxConnectRequestsPerSecond = 1_000_000;
+            // Nobody joins these circuits: they wait out the run (ended circuits would send each device a notice).
+            o.RelayJoinTimeout = TimeSpan.FromMinutes(10);
+        });
+        IReadOnlyList<RendezvousServer> nodes = tier.Nodes;
         var identities = new List<PeerIdentity>();
-        var connections = new List<NatsConnection>();
-        var backplanes = new List<NatsRendezvousBackplane>();
-        var nodes = new List<RendezvousServer>();
         var sessions = new List<SecureSession>();
         try
         {
-            for (int i = 0; i < 3; i++)
-            {
-                string urls = string.Join(",", Enumerable.Range(0, 3).Select(k => servers[(i + k) % 3].Url));
-                var connection = new NatsConnection(new NatsOpts { Url = urls, NoRandomize = true });
-                connections.Add(connection);
-                var backplane = new NatsRendezvousBackplane(connection);
-                backplanes.Add(backplane);
-                PeerIdentity identity = PeerIdentity.Generate();
-                identities.Add(identity);
-                nodes.Add(await RendezvousServer.StartAsync(identity, new RendezvousServerOptions
-                {
-                    ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
-                    StunPort = null,
-                    Backplane = backplane,
-                    MaxRelays = int.MaxValue,
-                    MaxRelaysPerDevice = int.MaxValue,
-                    MaxConnectRequestsPerSecond = 1_000_000,
-                    // Nobody joins these circuits: they wait out the run (ended circuits would send each device a notice).
-                    RelayJoinTimeout = TimeSpan.FromMinutes(10),
-                }));
-            }
-
             PeerIdentity callerId = PeerIdentity.Generate(), sameId = PeerIdentity.Generate(), crossId = PeerIdentity.Generate();
             identities.AddRange([callerId, sameId, crossId]);
             SecureSession caller = await AttachAsync(callerId, nodes[0], sessions);
@@ -111,26 +93,6 @@ internal static class TierLatency
             foreach (SecureSession session in sessions)
             {
                 await session.DisposeAsync();
-            }
-
-            foreach (RendezvousServer node in nodes)
-            {
-                await node.DisposeAsync();
-            }
-
-            foreach (NatsRendezvousBackplane backplane in backplanes)
-            {
-                await backplane.DisposeAsync();
-            }
-
-            foreach (NatsConnection connection in connections)
-            {
-                await connection.DisposeAsync();
-            }
-
-            foreach (NatsTestServer server in servers)
-            {
-                await server.DisposeAsync();
             }
 
             foreach (PeerIdentity identity in identities)

@@ -41,7 +41,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [MemberData(nameof(Backplanes))]
     public async Task DevicesOnDifferentNodesTalkByPeerIdThroughARelayOnTheCalleesNode(string backplane)
     {
-        await using Tier tier = await Tier.StartAsync(backplane);
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync(backplane);
         IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0], relayOnly: true);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, Nodes[1], relayOnly: true);
@@ -64,7 +64,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [MemberData(nameof(Backplanes))]
     public async Task DevicesOnDifferentNodesEndOnADirectPath(string backplane)
     {
-        await using Tier tier = await Tier.StartAsync(backplane);
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync(backplane);
         IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0]);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, Nodes[2]);
@@ -94,7 +94,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [MemberData(nameof(Backplanes))]
     public async Task AConnectToAnOfflinePeerFailsAtOnceWithAClearCode(string backplane)
     {
-        await using Tier tier = await Tier.StartAsync(backplane);
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync(backplane);
         IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0]);
 
@@ -108,7 +108,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [MemberData(nameof(Backplanes))]
     public async Task ADeviceAttachedToTwoNodesEndsUpAtTheNewest(string backplane)
     {
-        await using Tier tier = await Tier.StartAsync(backplane);
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync(backplane);
         IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[0], relayOnly: true);
         await using PeerNode bobOld = await StartAttachedDeviceAsync(Bob, Nodes[1], relayOnly: true);
@@ -131,7 +131,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [MemberData(nameof(Backplanes))]
     public async Task ADeviceOnTheSameNodeIsServedThereWithoutTheTier(string backplane)
     {
-        await using Tier tier = await Tier.StartAsync(backplane);
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync(backplane);
         IReadOnlyList<RendezvousServer> Nodes = tier.Nodes;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, Nodes[1], relayOnly: true);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, Nodes[1], relayOnly: true);
@@ -148,7 +148,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [MemberData(nameof(Backplanes))]
     public async Task WhenADevicesNodeDiesItAttachesToTheNextAndItsDirectSessionCarriesOn(string backplane)
     {
-        await using Tier tier = await Tier.StartAsync(backplane);
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync(backplane);
         // Alice knows two nodes of the tier; Bob and Mallory are on the third.
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, [tier.Nodes[0], tier.Nodes[1]]);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, [tier.Nodes[2]]);
@@ -184,7 +184,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [NatsFact]
     public async Task KillingOneNatsServerDoesNotStopRouting()
     {
-        await using Tier tier = await Tier.StartAsync("nats");
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync("nats");
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, tier.Nodes[0], relayOnly: true);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, tier.Nodes[1], relayOnly: true);
         var reconnected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -233,7 +233,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [Fact]
     public async Task ADeviceSkipsANodeThatDoesNotAnswer()
     {
-        await using Tier tier = await Tier.StartAsync("memory");
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync("memory");
         using var dead = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
         dead.Bind(new IPEndPoint(IPAddress.Loopback, 0));   // bound, never listening: connects are refused
         var deadNode = new RendezvousNode((IPEndPoint)dead.LocalEndPoint!, Relay.PeerId);
@@ -265,7 +265,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [Fact]
     public async Task WhenTheTierIsDownAConnectToAnotherNodeSaysSoAndTheSameNodeStillWorks()
     {
-        await using Tier tier = await Tier.StartAsync("memory");
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync("memory");
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, tier.Nodes[0], relayOnly: true);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, tier.Nodes[1], relayOnly: true);
         await using PeerNode mallory = await StartAttachedDeviceAsync(Mallory, tier.Nodes[0], relayOnly: true);
@@ -281,7 +281,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [Fact]
     public async Task AStaleAttachmentThatMissedItsEvictionGoesWithTheNextRoutedMessageOfTheDevice()
     {
-        await using Tier tier = await Tier.StartAsync("memory");
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync("memory");
         await using PeerNode bobOld = await StartAttachedDeviceAsync(Bob, tier.Nodes[1], relayOnly: true);
         await using PeerNode mallory = await StartAttachedDeviceAsync(Mallory, tier.Nodes[1], relayOnly: true);
         tier.Memory!.Down = true;   // Bob moves while the tier is down: node 1 never hears of it
@@ -301,7 +301,7 @@ public sealed class RendezvousTierTests : PeerIdentities
     [Fact]
     public async Task TheTierRoutesEachDeviceToTheNodeItAttachedTo()
     {
-        await using Tier tier = await Tier.StartAsync("memory");
+        await using RendezvousTestTier tier = await RendezvousTestTier.StartAsync("memory");
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, tier.Nodes[0], relayOnly: true);
         await using PeerNode bob = await StartAttachedDeviceAsync(Bob, tier.Nodes[2], relayOnly: true);
 
@@ -348,122 +348,6 @@ public sealed class RendezvousTierTests : PeerIdentities
         }
 
         await reached.Task.WaitAsync(Limit);
-    }
-
-    /// <summary>Three nodes on one backplane kind: "memory", or "nats" (a nats-server and a connection per node).</summary>
-    private sealed class Tier : IAsyncDisposable
-    {
-        private readonly List<PeerIdentity> _identities = [];
-        private readonly List<RendezvousServer> _nodes = [];
-        private readonly List<NatsRendezvousBackplane> _natsBackplanes = [];
-        private readonly List<NatsConnection> _connections = [];
-        private NatsTestServer[] _servers = [];
-
-        public IReadOnlyList<RendezvousServer> Nodes => _nodes;
-
-        public MemoryRendezvousTier? Memory { get; private set; }
-
-        /// <summary>The NATS cluster's servers (none in memory); node i prefers server i.</summary>
-        public IReadOnlyList<NatsTestServer> Servers => _servers;
-
-        /// <summary>Node i's NATS connection.</summary>
-        public IReadOnlyList<NatsConnection> Connections => _connections;
-
-        /// <summary>Connect requests routed between nodes so far (in memory: counted by the tier; NATS: by the nodes' answers).</summary>
-        public int RoutedRequests => Memory?.RoutedRequests ?? _natsBackplanes.Sum(b => b.RoutedAnswers);
-
-        public static async Task<Tier> StartAsync(string kind)
-        {
-            var tier = new Tier();
-            try
-            {
-                if (kind == "nats")
-                {
-                    tier._servers = await NatsTestServer.StartClusterAsync(3);
-                }
-                else
-                {
-                    tier.Memory = new MemoryRendezvousTier();
-                }
-
-                for (int i = 0; i < 3; i++)
-                {
-                    IRendezvousBackplane backplane;
-                    if (tier._servers.Length > 0)
-                    {
-                        // Node i prefers NATS server i and knows the others, as a node in region i would.
-                        string urls = string.Join(",", Enumerable.Range(0, 3).Select(k => tier._servers[(i + k) % 3].Url));
-                        var connection = new NatsConnection(new NatsOpts
-                        {
-                            Url = urls,
-                            NoRandomize = true,
-                            Name = $"rendezvous-{i}",
-                            ReconnectWaitMin = TimeSpan.FromMilliseconds(50),
-                            ReconnectWaitMax = TimeSpan.FromMilliseconds(200),
-                        });
-                        tier._connections.Add(connection);
-                        var nats = new NatsRendezvousBackplane(connection);
-                        tier._natsBackplanes.Add(nats);
-                        backplane = nats;
-                    }
-                    else
-                    {
-                        backplane = tier.Memory!.CreateBackplane();
-                    }
-
-                    var identity = PeerIdentity.Generate();
-                    tier._identities.Add(identity);
-                    tier._nodes.Add(await RendezvousServer.StartAsync(identity, new RendezvousServerOptions
-                    {
-                        ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
-                        StunPort = 0,
-                        Backplane = backplane,
-                    }));
-                }
-
-                return tier;
-            }
-            catch
-            {
-                await tier.DisposeAsync();
-                throw;
-            }
-        }
-
-        /// <summary>Stops one node, as if it died (its devices see their attach sessions close).</summary>
-        public async Task StopAsync(PeerId node)
-        {
-            RendezvousServer server = _nodes.Single(n => n.PeerId == node);
-            await server.DisposeAsync();   // idempotent: DisposeAsync below does nothing more for it
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (RendezvousServer node in _nodes)
-            {
-                await node.DisposeAsync();
-            }
-
-            foreach (NatsRendezvousBackplane backplane in _natsBackplanes)
-            {
-                await backplane.DisposeAsync();
-            }
-
-            foreach (NatsConnection connection in _connections)
-            {
-                await connection.DisposeAsync();
-            }
-
-            foreach (NatsTestServer server in _servers)
-            {
-                await server.DisposeAsync();
-            }
-
-            foreach (PeerIdentity identity in _identities)
-            {
-                identity.Dispose();
-            }
-        }
     }
 }
 
