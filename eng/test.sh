@@ -27,4 +27,13 @@ awk '
   }
   END { if (found) printf "tests: %d passed, %d failed, %d skipped\n", p, f, s; else print "tests: no test summary found" }
 ' "$log"
+
+# The packages: pack, then build and run a sample against them alone (skip with PEERLINK_SKIP_PACKAGE_CHECK=1 when
+# iterating on tests).
+if [ "${PEERLINK_SKIP_PACKAGE_CHECK:-0}" != "1" ]; then
+  if ! bash eng/package-check.sh; then
+    echo "package-check: FAILED" >&2
+    status=1
+  fi
+fi
 exit "$status"
