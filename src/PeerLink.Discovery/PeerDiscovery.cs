@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Linq;
 using System.Net;
 using System.Net.Sockets;
@@ -187,14 +188,20 @@ public sealed class PeerDiscovery : IPeerNodeComponent, IPeerLocator
             return known.EndPoints;
         }
 
+        using Activity? activity = Diagnostics.Telemetry.Source.StartActivity("peerlink.discovery.resolve");
+        activity?.SetTag(Diagnostics.Telemetry.PeerIdTag, peer.ToString());
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.LocateTimeout);
         try
         {
-            return (await WaitForPeerAsync(peer, timeout.Token).ConfigureAwait(false)).EndPoints;
+            IReadOnlyList<EndPoint> found = (await WaitForPeerAsync(peer, timeout.Token).ConfigureAwait(false)).EndPoints;
+            activity?.SetTag(Diagnostics.Telemetry.Outcome, Diagnostics.Telemetry.Success);
+            return found;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
+            activity?.SetTag(Diagnostics.Telemetry.Outcome, "NotFound");
+            activity?.SetStatus(ActivityStatusCode.Error, "NotFound");
             return [];
         }
     }

@@ -133,9 +133,11 @@ public static class StunClient
             {
                 (StunMessage response, IPEndPoint from) = await requests[i].Answer.Task.ConfigureAwait(false);
                 answers.Add(ToResult(response, servers[i], from, timings[i], key));
+                NatTelemetry.CountStunClient(Diagnostics.Telemetry.Success);
             }
             catch (PeerLinkException e)
             {
+                NatTelemetry.CountStunClient(Diagnostics.Telemetry.OutcomeOf(e));
                 failures.Add((servers[i], e));
             }
         }
@@ -444,7 +446,27 @@ public static class StunClient
     }
 
     /// <summary>Over TCP: send once, then read framed messages until the answer or Ti (RFC 8489 §6.2.2).</summary>
-    private static async Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactTcpAsync(
+    private static Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactTcpAsync(
+        Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, CancellationToken cancellationToken) =>
+        CountedAsync(TransactTcpUncountedAsync(socket, server, request, transactionId, options, cancellationToken));
+
+    /// <summary>Counts a client transaction by its outcome ("peerlink.stun.requests").</summary>
+    private static async Task<T> CountedAsync<T>(Task<T> transaction)
+    {
+        try
+        {
+            T result = await transaction.ConfigureAwait(false);
+            NatTelemetry.CountStunClient(Diagnostics.Telemetry.Success);
+            return result;
+        }
+        catch (Exception e)
+        {
+            NatTelemetry.CountStunClient(Diagnostics.Telemetry.OutcomeOf(e));
+            throw;
+        }
+    }
+
+    private static async Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactTcpUncountedAsync(
         Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, CancellationToken cancellationToken)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(StunConstants.HeaderSize + 65535);
@@ -500,8 +522,12 @@ public static class StunClient
     }
 
     /// <summary>One transaction: send, wait RTO, resend with the RTO doubled, … then wait Rm × RTO after the last (§6.2.1).</summary>
-    private static async Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactAsync(
-        Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, ILogger logger, CancellationToken cancellationToken, Socket? receiveOn = null)
+    private static Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactAsync(
+        Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, ILogger logger, CancellationToken cancellationToken, Socket? receiveOn = null) =>
+        CountedAsync(TransactUncountedAsync(socket, server, request, transactionId, options, logger, cancellationToken, receiveOn));
+
+    private static async Task<(StunMessage Response, IPEndPoint From, TimeSpan Rtt)> TransactUncountedAsync(
+        Socket socket, IPEndPoint server, byte[] request, byte[] transactionId, StunClientOptions options, ILogger logger, CancellationToken cancellationToken, Socket? receiveOn)
     {
         receiveOn ??= socket;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(2048);

@@ -320,6 +320,13 @@ public sealed class StunServer : IAsyncDisposable
     /// <summary>Decides the answer to one datagram; null to drop it. Bounded work: one parse, one response.</summary>
     private byte[]? HandleRequest(Endpoint? endpoint, ReadOnlySpan<byte> datagram, IPEndPoint remote, IPAddress localAddress, out Endpoint? replyFrom, out IPEndPoint replyTo)
     {
+        byte[]? response = HandleRequestUncounted(endpoint, datagram, remote, localAddress, out replyFrom, out replyTo);
+        NatTelemetry.CountStunServer(answered: response is not null);
+        return response;
+    }
+
+    private byte[]? HandleRequestUncounted(Endpoint? endpoint, ReadOnlySpan<byte> datagram, IPEndPoint remote, IPAddress localAddress, out Endpoint? replyFrom, out IPEndPoint replyTo)
+    {
         // endpoint is null for TCP: the answer goes back on the connection, from the primary address and port.
         replyFrom = endpoint;
         replyTo = remote;

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Linq;
 using System.Net;
 using System.Runtime.CompilerServices;
@@ -8,6 +9,7 @@ using System.Threading;
 using System.Threading.Channels;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
+using PeerLink.Diagnostics;
 using PeerLink.Sessions;
 using PeerLink.Transport;
 
@@ -92,6 +94,20 @@ public sealed class PeerNode : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(remoteEndPoint);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        using Activity? activity = StartConnectActivity(expectedPeer);
+        try
+        {
+            return Connected(activity, await ConnectToEndPointAsync(remoteEndPoint, expectedPeer, cancellationToken).ConfigureAwait(false));
+        }
+        catch (Exception e)
+        {
+            Telemetry.SetFailed(activity, e);
+            throw;
+        }
+    }
+
+    private async Task<SecureSession> ConnectToEndPointAsync(EndPoint remoteEndPoint, PeerId? expectedPeer, CancellationToken cancellationToken)
+    {
         SecureSession session;
         try
         {
@@ -125,6 +141,43 @@ public sealed class PeerNode : IAsyncDisposable
     public async Task<SecureSession> ConnectAsync(PeerId peer, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        using Activity? activity = StartConnectActivity(peer);
+        try
+        {
+            return Connected(activity, await ConnectByIdAsync(peer, cancellationToken).ConfigureAwait(false));
+        }
+        catch (Exception e)
+        {
+            Telemetry.SetFailed(activity, e);
+            throw;
+        }
+    }
+
+    private static Activity? StartConnectActivity(PeerId? peer)
+    {
+        Activity? activity = Telemetry.Source.StartActivity("peerlink.connect", ActivityKind.Client);
+        if (activity is not null && peer is { } id)
+        {
+            activity.SetTag(Telemetry.PeerIdTag, id.ToString());
+        }
+
+        return activity;
+    }
+
+    private static SecureSession Connected(Activity? activity, SecureSession session)
+    {
+        if (activity is not null)
+        {
+            activity.SetTag(Telemetry.PeerIdTag, session.RemotePeerId.ToString());
+            activity.SetTag(Telemetry.PathTag, session.Path.Kind.ToString());
+            activity.SetTag(Telemetry.Outcome, Telemetry.Success);
+        }
+
+        return session;
+    }
+
+    private async Task<SecureSession> ConnectByIdAsync(PeerId peer, CancellationToken cancellationToken)
+    {
         var endPoints = new List<EndPoint>();
         foreach (IPeerLocator locator in _components.OfType<IPeerLocator>())
         {
@@ -136,7 +189,7 @@ public sealed class PeerNode : IAsyncDisposable
         {
             try
             {
-                return await ConnectAsync(endPoint, peer, cancellationToken).ConfigureAwait(false);
+                return await ConnectToEndPointAsync(endPoint, peer, cancellationToken).ConfigureAwait(false);
             }
             catch (PeerLinkException e) when (e.Error is PeerLinkError.ConnectionRefused or PeerLinkError.ConnectionReset or PeerLinkError.ConnectionAborted
                 or PeerLinkError.ConnectionTimeout or PeerLinkError.HostUnreachable or PeerLinkError.HandshakeTimeout)

@@ -247,18 +247,25 @@ internal sealed class MdnsEngine : IAsyncDisposable
         }
     }
 
+    /// <summary>Every packet leaves here, counted as a query or a response by its QR bit ("peerlink.mdns.messages").</summary>
+    private void Send(byte[] packet, MdnsLink link, AddressFamily family, IPEndPoint? destination)
+    {
+        _transport.Send(packet, link, family, destination);
+        DiscoveryTelemetry.Count(sent: true, response: packet.Length > 2 && (packet[2] & 0x80) != 0);
+    }
+
     private void SendMulticast(LinkState link, List<byte[]> packets)
     {
         foreach (byte[] packet in packets)
         {
             if (link.Link.HasIPv4)
             {
-                _transport.Send(packet, link.Link, AddressFamily.InterNetwork, null);
+                Send(packet, link.Link, AddressFamily.InterNetwork, null);
             }
 
             if (link.Link.HasIPv6)
             {
-                _transport.Send(packet, link.Link, AddressFamily.InterNetworkV6, null);
+                Send(packet, link.Link, AddressFamily.InterNetworkV6, null);
             }
         }
     }
@@ -277,6 +284,8 @@ internal sealed class MdnsEngine : IAsyncDisposable
         {
             return;   // RFC 6762 §18.3 and §18.11: ignore other opcodes and non-zero rcodes
         }
+
+        DiscoveryTelemetry.Count(sent: false, response: message.IsResponse);
 
         Post(() =>
         {
@@ -487,14 +496,14 @@ internal sealed class MdnsEngine : IAsyncDisposable
                 List<DnsRecord> capped = unicast.Select(r => r with { Ttl = Math.Min(r.Ttl, 10u), CacheFlush = false }).ToList();
                 foreach (byte[] packet in MdnsPackets.Responses(capped, [], link.Link.MaxPacketSize, query.Id, echo))
                 {
-                    _transport.Send(packet, link.Link, source.AddressFamily, source);
+                    Send(packet, link.Link, source.AddressFamily, source);
                 }
             }
             else
             {
                 foreach (byte[] packet in MdnsPackets.Responses(unicast, Additionals(unicast, link.Link), link.Link.MaxPacketSize))
                 {
-                    _transport.Send(packet, link.Link, source.AddressFamily, source);
+                    Send(packet, link.Link, source.AddressFamily, source);
                 }
             }
         }

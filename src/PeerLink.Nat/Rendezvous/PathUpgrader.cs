@@ -4,6 +4,7 @@
 // session stays relayed, and one at once after a network change or when a direct path dies.
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Linq;
 using System.Net;
 using System.Net.NetworkInformation;
@@ -366,6 +367,13 @@ internal sealed class PathUpgrader
                 return;
             }
 
+            using Activity? activity = Diagnostics.Telemetry.Source.StartActivity("peerlink.punch");
+            activity?.SetTag(Diagnostics.Telemetry.PeerIdTag, _session.RemotePeerId.ToString());
+            activity?.SetTag(NatTelemetry.Birthday, birthday);
+            string peerNat = preparation.Udp is { } mineForHint && theirs.UdpSecret is not null
+                ? (RandomSides(mineForHint, theirs).Theirs ? "port-changing" : "port-preserving")
+                : "unknown";
+
             var candidates = new List<IPEndPoint>();
             foreach (string address in theirs.Addresses ?? [])
             {
@@ -431,6 +439,7 @@ internal sealed class PathUpgrader
                 _direct = true;
                 _failedInARow = 0;
                 Record(number, PathAttemptOutcome.Success, "udp " + udpResult.Value.Detail);
+                CountPunch(activity, "udp", PathAttemptOutcome.Success, birthday, peerNat);
                 _connection.AddPathAndMove(datagrams, "direct-udp");
                 SetPath(SessionPathKind.DirectUdp, $"direct-udp {udpResult.Value.Detail}{alsoTcp}");
                 return;
@@ -458,6 +467,7 @@ internal sealed class PathUpgrader
                 _direct = true;
                 _failedInARow = 0;
                 Record(number, tcpResult.Value.Reversed ? PathAttemptOutcome.Reversed : PathAttemptOutcome.Success, tcpResult.Value.Detail);
+                CountPunch(activity, "tcp", tcpResult.Value.Reversed ? PathAttemptOutcome.Reversed : PathAttemptOutcome.Success, birthday, peerNat);
                 _connection.AddPathAndMove(connection, "direct-tcp");
                 SetPath(SessionPathKind.DirectTcp, $"direct-tcp {tcpResult.Value.Detail} ({udpWhy})");
                 return;
@@ -466,6 +476,7 @@ internal sealed class PathUpgrader
             string tcpWhy = tcpResult is { } tcpFailed ? tcpFailed.Detail : !_options.PunchTcp ? "TCP punching is off here" : "the peer offered no TCP candidates";
             _failedInARow++;
             Record(number, PathAttemptOutcome.NoConnection, $"{tcpWhy}; {udpWhy}");
+            CountPunch(activity, "none", PathAttemptOutcome.NoConnection, birthday, peerNat);
             string nat = preparation.Tcp is { } tcpSide
                 ? $"{Describe("the peer", theirs.Observed, candidates)}; {Describe("this device", tcpSide.Observed?.ToString(), tcpSide.Candidates)}"
                 : $"{Describe("the peer", theirs.UdpObserved, [.. udpCandidates.Select(c => c.EndPoint)])}; {Describe("this device", preparation.Udp?.Observed?.ToString(), [.. preparation.Udp?.Candidates.Select(c => c.EndPoint) ?? []])}";
@@ -502,6 +513,36 @@ internal sealed class PathUpgrader
         {
             // The session is ending; its own error says why.
         }
+    }
+
+    /// <summary>One punch attempt for "peerlink.punch.attempts" and its span.</summary>
+    private static void CountPunch(Activity? activity, string path, PathAttemptOutcome outcome, bool birthday, string peerNat)
+    {
+        string result = outcome switch
+        {
+            PathAttemptOutcome.Success => "success",
+            PathAttemptOutcome.Reversed => "reversed",
+            PathAttemptOutcome.NoConnection => "no-connection",
+            PathAttemptOutcome.Failed => "failed",
+            _ => "cancelled",
+        };
+        if (activity is not null)
+        {
+            activity.SetTag(Diagnostics.Telemetry.PathTag, path);
+            activity.SetTag(Diagnostics.Telemetry.Outcome, result);
+            if (path == "none")
+            {
+                activity.SetStatus(ActivityStatusCode.Error, result);
+            }
+        }
+
+        NatTelemetry.PunchAttempts.Add(1, new TagList
+        {
+            { Diagnostics.Telemetry.PathTag, path },
+            { Diagnostics.Telemetry.Outcome, result },
+            { NatTelemetry.Birthday, birthday },
+            { NatTelemetry.PeerNat, peerNat },
+        });
     }
 
     private void Record(int number, PathAttemptOutcome outcome, string detail)

@@ -192,6 +192,11 @@ internal sealed class RelayCircuit
                     to.Write(segment.Span);
                 }
 
+                if (NatTelemetry.RelayedBytes.Enabled)
+                {
+                    NatTelemetry.RelayedBytes.Add(buffer.Length);
+                }
+
                 from.AdvanceTo(buffer.End);
                 bool drained = buffer.Length == result.Buffer.Length;
                 if (!buffer.IsEmpty)

@@ -428,6 +428,7 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
         }
 
         RendezvousLog.Attached(_logger, device, attachment.Epoch, connection.RemoteEndPoint?.ToString() ?? "?");
+        NatTelemetry.Attached.Add(1);
         PeerLinkException? failure = null;
         try
         {
@@ -476,6 +477,7 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
         }
 
         RendezvousLog.Detached(_logger, device, attachment.Epoch, failure?.Error.ToString() ?? "closed");
+        NatTelemetry.Attached.Add(-1);
         await session.DisposeAsync().ConfigureAwait(false);
         attachment.Ended.TrySetResult();
     }

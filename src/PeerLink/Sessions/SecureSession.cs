@@ -49,6 +49,7 @@ public sealed class SecureSession : IAsyncDisposable
     private readonly ITimer _keepAlive;
     private SessionKeepAlive _keepAlivePolicy;     // replaced whole by SetKeepAlive; a struct of two TimeSpans, read by the timer
     private int _disposed;
+    private string _direction = "";
 
     internal SecureSession(PeerConnection connection, NoiseTransport noise, NoiseProtocol protocol, PeerId remotePeerId, SessionHello remote, bool isInitiator, byte[] handshakeHash, SecureSessionOptions options, ILogger logger)
     {
@@ -212,11 +213,18 @@ public sealed class SecureSession : IAsyncDisposable
     /// </summary>
     private static async Task<SecureSession> EstablishAsync(PeerConnection connection, SecureSessionOptions options, bool initiator, PeerId? expectedPeer, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
-        using var scope = new HandshakeScope(options, loggerFactory, cancellationToken);
-        HandshakeOutcome outcome = initiator
-            ? await SessionHandshake.InitiateAsync(connection, options, expectedPeer, scope, cancellationToken).ConfigureAwait(false)
-            : await SessionHandshake.RespondAsync(connection, options, scope, cancellationToken).ConfigureAwait(false);
-        return await FinishEstablishAsync(connection, outcome.Transport, outcome, initiator, options, scope, cancellationToken).ConfigureAwait(false);
+        using var scope = new HandshakeScope(options, loggerFactory, cancellationToken, initiator);
+        try
+        {
+            HandshakeOutcome outcome = initiator
+                ? await SessionHandshake.InitiateAsync(connection, options, expectedPeer, scope, cancellationToken).ConfigureAwait(false)
+                : await SessionHandshake.RespondAsync(connection, options, scope, cancellationToken).ConfigureAwait(false);
+            return await FinishEstablishAsync(connection, outcome.Transport, outcome, initiator, options, scope, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (scope.NoteFailure(e))
+        {
+            throw;   // not reached: the filter only records the outcome
+        }
     }
 
     /// <summary>
@@ -254,6 +262,8 @@ public sealed class SecureSession : IAsyncDisposable
         }
 
         SessionLog.Established(scope.Logger, connection.ConnectionId, outcome.RemoteId.ToFingerprint(), outcome.Protocol.Name);
+        scope.Succeeded(outcome.Protocol, outcome.RemoteId);
+        session.ReportOpened(outcome.Protocol.PatternName);
         return session;
     }
 
@@ -295,6 +305,7 @@ public sealed class SecureSession : IAsyncDisposable
 
         _sender.EnsureCanSend();
         datagrams.SendUnreliable(message.Span);
+        Diagnostics.Telemetry.CountMessage(Diagnostics.Telemetry.MessagesSent, Diagnostics.Telemetry.BytesSent, message.Length);
         return ValueTask.CompletedTask;
     }
 
@@ -544,6 +555,22 @@ public sealed class SecureSession : IAsyncDisposable
         {
             _receiver.TrimBuffers();   // quiet for a while: give the recycled buffers back
         }
+    }
+
+    /// <summary>Counts the session as open; <see cref="ReportClosed"/> counts it closed, once.</summary>
+    private void ReportOpened(string pattern)
+    {
+        _direction = Diagnostics.Telemetry.DirectionOf(IsInitiator);
+        Diagnostics.Telemetry.SessionsOpened.Add(1, new(Diagnostics.Telemetry.Direction, _direction), new(Diagnostics.Telemetry.Pattern, pattern));
+        Diagnostics.Telemetry.SessionsActive.Add(1, new KeyValuePair<string, object?>(Diagnostics.Telemetry.Direction, _direction));
+        _ = _completion.Task.ContinueWith(static (ended, state) => ((SecureSession)state!).ReportClosed(ended), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private void ReportClosed(Task ended)
+    {
+        string reason = ended.Exception?.InnerException is { } error ? Diagnostics.Telemetry.OutcomeOf(error) : "closed";
+        Diagnostics.Telemetry.SessionsActive.Add(-1, new KeyValuePair<string, object?>(Diagnostics.Telemetry.Direction, _direction));
+        Diagnostics.Telemetry.SessionsClosed.Add(1, new(Diagnostics.Telemetry.Direction, _direction), new(Diagnostics.Telemetry.Reason, reason));
     }
 
     private void Complete()

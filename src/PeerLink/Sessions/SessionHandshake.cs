@@ -39,6 +39,7 @@ internal static class SessionHandshake
         bool psk = options.NetworkKey is not null;
         byte pattern = SessionWire.PatternByte(ik, psk, options.PreferAesGcm);
         NoiseProtocol protocol = SessionWire.Protocol(ik, psk, options.PreferAesGcm);
+        scope.Pattern = protocol.PatternName;
         byte[] prologue = Prologue(pattern);
         (ILogger logger, byte[] buffer, byte[] payload) = (scope.Logger, scope.Message, scope.Payload);
         try
@@ -114,6 +115,7 @@ internal static class SessionHandshake
             }
 
             NoiseProtocol protocol = SessionWire.Protocol(ik, psk, aesGcm);
+            scope.Pattern = protocol.PatternName;
             using var handshake = new NoiseHandshakeState(protocol, initiator: false, prologue, options.Identity!.KeyPair, default, psk ? [options.NetworkKey!.Bytes] : null);
             int length = await ReadFrameAsync(input, buffer, scope.Timeout).ConfigureAwait(false);
             int payloadLength;

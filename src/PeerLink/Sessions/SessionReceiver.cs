@@ -544,6 +544,7 @@ internal sealed class SessionReceiver
     {
         _lastDelivered = message.Buffer;
         _sender.NoteReceived();
+        Diagnostics.Telemetry.CountMessage(Diagnostics.Telemetry.MessagesReceived, Diagnostics.Telemetry.BytesReceived, message.Length);
         TaskCompletionSource? space = null;
         lock (_receiveGate)
         {

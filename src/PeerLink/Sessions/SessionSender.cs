@@ -263,6 +263,7 @@ internal sealed class SessionSender
     /// <summary>Appends a DATA message as one or more records, fragmenting across batches. Caller holds _sendGate.</summary>
     private void AppendData(ReadOnlySpan<byte> message, byte kind, uint requestId, long cost)
     {
+        Diagnostics.Telemetry.CountMessage(Diagnostics.Telemetry.MessagesSent, Diagnostics.Telemetry.BytesSent, message.Length);
         Span<byte> idBytes = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32BigEndian(idBytes, requestId);
         ReadOnlySpan<byte> prefix = kind != 0 ? idBytes : default;

@@ -264,7 +264,7 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
             throw new ArgumentException($"The transport is bound to {LocalEndPoint}; it cannot reach {remoteEndPoint}.", nameof(remoteEndPoint));
         }
 
-        using var scope = new HandshakeScope(_options, _loggerFactory, cancellationToken);
+        using var scope = new HandshakeScope(_options, _loggerFactory, cancellationToken, initiator: true);
         var pending = new PendingInitiation(remoteEndPoint.Serialize());
         uint index = Register(pending);
         string id = NewId();
@@ -277,6 +277,7 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
         {
             _byIndex.TryRemove(KeyValuePairFor(index, pending));
             Exception error = SessionHandshake.Translate(e, _options, cancellationToken);
+            scope.NoteFailure(error);
             if (error is PeerLinkException { Error: PeerLinkError.HandshakeTimeout })
             {
                 error = new PeerLinkException(PeerLinkError.HandshakeTimeout,
@@ -773,7 +774,7 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
 
     private async Task EstablishResponderAsync(DatagramConnection connection, HandshakeOutcome outcome, string id)
     {
-        using var scope = new HandshakeScope(_options, _loggerFactory, _stop.Token);
+        using var scope = new HandshakeScope(_options, _loggerFactory, _stop.Token, initiator: false);
         try
         {
             bool allowed = outcome.Remote.ApplicationId == _options.ApplicationId
@@ -790,6 +791,7 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
         catch (Exception e) when (e is PeerLinkException or OperationCanceledException or ObjectDisposedException)
         {
             // Refused, or the peer never confirmed: logged where it was decided; the connection is gone.
+            scope.NoteFailure(e);
             connection.Abort();
         }
     }
