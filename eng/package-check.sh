@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs every library into a local folder, then builds and runs the Chat sample against those packages, with that folder
+# Packs every library into a local folder, then builds and runs the Chat and Worker samples against those packages, with that folder
 # as its only source of PeerLink (no project references): a package that is broken, misses a dependency or an asset
 # fails here. eng/test.sh runs it; alone: bash eng/package-check.sh
 set -euo pipefail
@@ -35,25 +35,35 @@ XML
 # package folder (falling back on the user's for what is already downloaded) keeps the check's packages out of the
 # user's cache.
 tree="$work/tree"
-mkdir -p "$tree/samples/Chat"
+mkdir -p "$tree"
 cp Directory.Build.props Directory.Packages.props global.json "$tree/"
+mkdir -p "$tree/samples"
 cp samples/Directory.Build.props samples/Directory.Build.targets "$tree/samples/"
-cp samples/Chat/*.cs samples/Chat/*.csproj "$tree/samples/Chat/"
+for sample in Chat Worker; do
+  mkdir -p "$tree/samples/$sample"
+  cp samples/$sample/*.cs samples/$sample/*.csproj "$tree/samples/$sample/"
+  cp samples/$sample/*.json "$tree/samples/$sample/" 2>/dev/null || true
+done
 mv "$work/NuGet.Config" "$tree/NuGet.Config"
 export NUGET_PACKAGES="$work/packages"
-dotnet build "$tree/samples/Chat/Chat.csproj" -c Release --nologo -v quiet \
-  -p:PeerLinkPackageVersion="$version" -p:RestoreFallbackFolders="$HOME/.nuget/packages"
-out="$tree/samples/Chat/bin/Release/net10.0"
+for sample in Chat Worker; do
+  dotnet build "$tree/samples/$sample/$sample.csproj" -c Release --nologo -v quiet \
+    -p:PeerLinkPackageVersion="$version" -p:RestoreFallbackFolders="$HOME/.nuget/packages"
+done
 
-# Prove where PeerLink came from: the assets file lists the packages, and no src/ project.
-assets="$tree/samples/Chat/obj/project.assets.json"
-grep -q "\"PeerLink/$version\"" "$assets"
-grep -q "\"PeerLink.Discovery/$version\"" "$assets"
-grep -q "\"PeerLink.Nat/$version\"" "$assets"
-if grep -q '"type": "project"' "$assets"; then
-  echo "package-check: the sample still references a project" >&2
-  exit 1
-fi
+# Prove where PeerLink came from: the assets files list the packages, and no src/ project.
+for sample in Chat Worker; do
+  assets="$tree/samples/$sample/obj/project.assets.json"
+  grep -q "\"PeerLink/$version\"" "$assets"
+  if grep -q '"type": "project"' "$assets"; then
+    echo "package-check: $sample still references a project" >&2
+    exit 1
+  fi
+done
+grep -q "\"PeerLink.Discovery/$version\"" "$tree/samples/Chat/obj/project.assets.json"
+grep -q "\"PeerLink.Nat/$version\"" "$tree/samples/Chat/obj/project.assets.json"
+grep -q "\"PeerLink.Hosting/$version\"" "$tree/samples/Worker/obj/project.assets.json"
 
-dotnet "$out/Chat.dll" demo
-echo "package-check: Chat ran on the PeerLink $version packages"
+dotnet "$tree/samples/Chat/bin/Release/net10.0/Chat.dll" demo
+(cd "$tree/samples/Worker/bin/Release/net10.0" && dotnet Worker.dll --demo)
+echo "package-check: Chat and Worker ran on the PeerLink $version packages"
