@@ -66,4 +66,7 @@ grep -q "\"PeerLink.Hosting/$version\"" "$tree/samples/Worker/obj/project.assets
 
 dotnet "$tree/samples/Chat/bin/Release/net10.0/Chat.dll" demo
 (cd "$tree/samples/Worker/bin/Release/net10.0" && dotnet Worker.dll --demo)
-echo "package-check: Chat and Worker ran on the PeerLink $version packages"
+# The tool, installed from the feed as a user would.
+dotnet tool install PeerLink.Cli --version "$version" --tool-path "$work/tools" --configfile "$tree/NuGet.Config" >/dev/null
+"$work/tools/peerlink" id new --file "$work/id/tool.key" | grep -q "^peer id: "
+echo "package-check: Chat and Worker ran on the PeerLink $version packages; the peerlink tool installed and ran"
