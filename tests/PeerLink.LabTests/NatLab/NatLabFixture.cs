@@ -112,6 +112,21 @@ internal sealed class NatLabFixture : IAsyncDisposable
         return Path.Combine(root, "samples", name, "bin", configuration, framework, name + ".dll");
     }
 
+    /// <summary>Runs a .NET program (the peerlink tool, a sample) in a host to its end.</summary>
+    public Task<(int Exit, string Output, string Error)> RunProgramAsync(string host, string assembly, params string[] args) =>
+        RunAsync("ip", ["netns", "exec", Prefix + host, DotnetHost, assembly, .. args], LabEnvironment);
+
+    /// <summary>The peerlink tool of this checkout, in the configuration these tests were built in.</summary>
+    public static string ToolAssembly
+    {
+        get
+        {
+            var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+            string root = output.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+            return Path.Combine(root, "src", "PeerLink.Cli", "bin", output.Parent!.Name, output.Name, "PeerLink.Cli.dll");
+        }
+    }
+
     /// <summary>Runs a command inside a host of the lab (natlab.sh exec), for example an nft rule on a router.</summary>
     public Task<(int Exit, string Output, string Error)> ExecAsync(string host, params string[] command) =>
         RunAsync("bash", [Script, "exec", host, .. command], LabEnvironment);
