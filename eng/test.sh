@@ -36,4 +36,10 @@ if [ "${PEERLINK_SKIP_PACKAGE_CHECK:-0}" != "1" ]; then
     status=1
   fi
 fi
+if [ "${PEERLINK_SKIP_AOT_CHECK:-0}" != "1" ]; then
+  if ! bash eng/aot-check.sh; then
+    echo "aot-check: FAILED" >&2
+    status=1
+  fi
+fi
 exit "$status"
