@@ -36,4 +36,21 @@ public sealed class SmartHomeSceneTests
         Assert.Matches(@"\* motion to light: median \d+\.\d+ ms over 5 events", story);
         Assert.EndsWith("every device stopped", story.TrimEnd(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task TheQuickStartProgramOfTheReadmeRuns()
+    {
+        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        string root = output.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+        string program = Path.Combine(root, "docs", "snippets", "QuickStart", "bin", output.Parent!.Name, output.Name, "QuickStart.dll");
+
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(program);
+        using Process process = Process.Start(info)!;
+        Task<string> text = process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.True(process.ExitCode == 0, await process.StandardError.ReadToEndAsync());
+        Assert.Matches(@"^light [a-z2-7]{10} <- [a-z2-7]{10}: Switch \{ On = True, Brightness = 80 \}$", (await text).Trim());
+    }
 }
