@@ -12,6 +12,9 @@ internal static class DiscoveryTelemetry
     public static readonly Counter<long> Messages = Telemetry.Meter.CreateCounter<long>(
         "peerlink.mdns.messages", "{message}", "mDNS messages sent and received (direction \"sent\"/\"received\"), by kind (\"query\"/\"response\").");
 
+    public static readonly Counter<long> MalformedRecords = Telemetry.Meter.CreateCounter<long>(
+        "peerlink.mdns.malformed_records", "{record}", "Records skipped because their data was malformed; the rest of each packet was used.");
+
     public static void Count(bool sent, bool response)
     {
         if (Messages.Enabled)

@@ -330,7 +330,7 @@ public sealed class StunServer : IAsyncDisposable
         // endpoint is null for TCP: the answer goes back on the connection, from the primary address and port.
         replyFrom = endpoint;
         replyTo = remote;
-        if (!StunMessage.TryParse(datagram, out StunMessage? request, out string? reason))
+        if (!StunMessage.TryParse(datagram, out StunMessage? request, out string? reason, allowClassic: true))
         {
             NatLog.DatagramDropped(_logger, datagram.Length, remote, reason!);
             return null;
@@ -340,6 +340,11 @@ public sealed class StunServer : IAsyncDisposable
         {
             NatLog.DatagramDropped(_logger, datagram.Length, remote, $"class {request.Class}, method 0x{request.Method:x3} is not a Binding request");
             return null;
+        }
+
+        if (request.IsClassic)
+        {
+            return HandleClassic(request, endpoint, remote, localAddress, ref replyFrom);
         }
 
         if (request.UnknownComprehensionRequired.Count > 0)
@@ -394,6 +399,61 @@ public sealed class StunServer : IAsyncDisposable
         }
 
         return Finish(response, auth);
+    }
+
+    /// <summary>
+    /// An RFC 3489 Binding request (no magic cookie), answered as RFC 8489 §12 says deployed servers do: MAPPED-ADDRESS
+    /// (not XOR'd: a classic client knows no XOR-MAPPED-ADDRESS), SOURCE-ADDRESS and, with an alternate address,
+    /// CHANGED-ADDRESS; the whole 16-byte transaction id copied back; no FINGERPRINT. CHANGE-REQUEST is honoured as for
+    /// RFC 5780; RESPONSE-ADDRESS is ignored (answering to an address the request names would make the server a
+    /// reflector). A server that asks for credentials does not answer classic requests: RFC 3489's own scheme is not
+    /// implemented.
+    /// </summary>
+    private byte[]? HandleClassic(StunMessage request, Endpoint? endpoint, IPEndPoint remote, IPAddress localAddress, ref Endpoint? replyFrom)
+    {
+        if (_longTerm is not null || _shortTermKey is not null)
+        {
+            NatLog.DatagramDropped(_logger, request.Bytes.Length, remote, "an RFC 3489 request to a server that asks for credentials");
+            return null;
+        }
+
+        if (request.GetChangeRequest() is { } change && change != 0)
+        {
+            if (endpoint is null)
+            {
+                return null;   // over TCP there is no other address to answer from
+            }
+
+            Endpoint? target = FindEndpoint(endpoint.ChangedIp ^ (change & StunConstants.ChangeIp) != 0, endpoint.ChangedPort ^ (change & StunConstants.ChangePort) != 0);
+            if (target is null)
+            {
+                var refused = StunMessageBuilder.ClassicResponse(StunClass.ErrorResponse, StunMethod.Binding, request.ClassicTransactionId);
+                return refused.AddErrorCode(420, "Unknown Attribute").AddUnknownAttributes([StunAttributeType.ChangeRequest]).ToArray();
+            }
+
+            replyFrom = target;
+        }
+
+        Endpoint from = replyFrom ?? _endpoints[0];
+        IPAddress origin = from == endpoint && IsWildcard(from.LocalEndPoint.Address) || replyFrom is null ? localAddress : from.LocalEndPoint.Address;
+        var response = StunMessageBuilder.ClassicResponse(StunClass.SuccessResponse, StunMethod.Binding, request.ClassicTransactionId)
+            .AddAddress(StunAttributeType.MappedAddress, Normalize(remote));
+        if (!IsWildcard(origin))
+        {
+            response.AddAddress(StunAttributeType.SourceAddress, new IPEndPoint(Normalize(origin), from.LocalEndPoint.Port));
+        }
+
+        if (FindEndpoint(!from.ChangedIp, !from.ChangedPort) is { } other)
+        {
+            response.AddAddress(StunAttributeType.ChangedAddress, other.LocalEndPoint);
+        }
+
+        if (_software is not null)
+        {
+            response.AddString(StunAttributeType.Software, _software);
+        }
+
+        return response.ToArray();
     }
 
     /// <summary>Checks the request's credentials, if the server asks for any.</summary>

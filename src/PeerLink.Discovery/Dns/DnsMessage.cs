@@ -38,6 +38,15 @@ internal sealed class DnsMessage
 
     public List<DnsRecord> Additionals { get; init; } = [];
 
+    /// <summary>
+    /// Records left out because their data was malformed (a bad NSEC bitmap, an A record of 5 bytes, …). Their header
+    /// gave their length, so the records after them were still read: one bad record does not cost the packet.
+    /// </summary>
+    public int MalformedRecords { get; private set; }
+
+    /// <summary>Why the first malformed record was left out; null when none was.</summary>
+    public string? MalformedReason { get; private set; }
+
     /// <summary>The flags of an mDNS response: QR and AA set, everything else zero (RFC 6762 §18).</summary>
     public static ushort ResponseFlags => ResponseFlag | AuthoritativeFlag;
 
@@ -153,18 +162,42 @@ internal sealed class DnsMessage
             message.Questions.Add(new DnsQuestion(name, type, (ushort)(rawClass & ~DnsClass.TopBit), (rawClass & DnsClass.TopBit) != 0));
         }
 
-        ReadRecords(ref reader, answers, message.Answers);
-        ReadRecords(ref reader, authorities, message.Authorities);
-        ReadRecords(ref reader, additionals, message.Additionals);
+        // A record whose header is intact but whose data is not is skipped (RFC 6762 gives no rule, and deployed
+        // responders send, for example, malformed NSEC records beside valid ones). A record whose header is broken ends
+        // the reading: nothing after it can be located, but the records before it stand.
+        int remaining = answers + authorities + additionals;
+        bool ended = false;
+        foreach ((int count, List<DnsRecord> into) in new[] { (answers, message.Answers), (authorities, message.Authorities), (additionals, message.Additionals) })
+        {
+            for (int i = 0; i < count && !ended; i++, remaining--)
+            {
+                try
+                {
+                    if (reader.ReadRecord(out string? skipped) is { } record)
+                    {
+                        into.Add(record);
+                    }
+                    else
+                    {
+                        message.NoteMalformed(skipped!);
+                    }
+                }
+                catch (DnsFormatException e) when (message.Answers.Count + message.Authorities.Count + message.Additionals.Count > 0)
+                {
+                    message.NoteMalformed(e.Message);
+                    message.MalformedRecords += remaining - 1;
+                    ended = true;
+                }
+            }
+        }
+
         return message;
     }
 
-    private static void ReadRecords(ref DnsReader reader, int count, List<DnsRecord> into)
+    private void NoteMalformed(string reason)
     {
-        for (int i = 0; i < count; i++)
-        {
-            into.Add(reader.ReadRecord());
-        }
+        MalformedRecords++;
+        MalformedReason ??= reason;
     }
 }
 
@@ -268,7 +301,11 @@ internal ref struct DnsReader(ReadOnlySpan<byte> packet)
         }
     }
 
-    public DnsRecord ReadRecord()
+    /// <summary>
+    /// Reads one record. A malformed header throws (the next record cannot be found); malformed data returns null with
+    /// the reason and leaves the reader after the record, so that the next one can be read.
+    /// </summary>
+    public DnsRecord? ReadRecord(out string? malformed)
     {
         DnsName name = ReadName();
         ushort type = ReadUInt16("record type");
@@ -276,6 +313,22 @@ internal ref struct DnsReader(ReadOnlySpan<byte> packet)
         uint ttl = ReadUInt32("record TTL");
         int length = ReadUInt16("record data length");
         Need(length, $"the data of {name} type {type} ({length} bytes)");
+        int end = Position + length;
+        try
+        {
+            malformed = null;
+            return ReadRecordData(name, type, rawClass, ttl, length);
+        }
+        catch (Exception e) when (e is DnsFormatException or ArgumentException)
+        {
+            Position = end;
+            malformed = $"the {(DnsRecordType)type} record of {name}: {e.Message}";
+            return null;
+        }
+    }
+
+    private DnsRecord ReadRecordData(DnsName name, ushort type, ushort rawClass, uint ttl, int length)
+    {
         int start = Position;
         int end = start + length;
         bool flush = type != (ushort)DnsRecordType.Opt && (rawClass & DnsClass.TopBit) != 0;

@@ -43,6 +43,7 @@ internal sealed class MdnsEngine : IAsyncDisposable
     private TimeSpan _timerDue = TimeSpan.MaxValue;
 
     private readonly Dictionary<int, LinkState> _links = [];
+    private long _malformedRecords;
     private readonly List<Publication> _publications = [];
     private readonly Dictionary<string, List<CacheEntry>> _cache = new(StringComparer.Ordinal);
     private readonly List<ContinuousQuery> _queries = [];
@@ -286,6 +287,12 @@ internal sealed class MdnsEngine : IAsyncDisposable
         }
 
         DiscoveryTelemetry.Count(sent: false, response: message.IsResponse);
+        if (message.MalformedRecords > 0)
+        {
+            Interlocked.Add(ref _malformedRecords, message.MalformedRecords);
+            DiscoveryTelemetry.MalformedRecords.Add(message.MalformedRecords);
+            MdnsLog.RecordsSkipped(_logger, message.MalformedRecords, source.ToString(), link.Name, message.MalformedReason!);
+        }
 
         Post(() =>
         {
@@ -491,10 +498,12 @@ internal sealed class MdnsEngine : IAsyncDisposable
         {
             if (legacy)
             {
-                // §6.7: echo the ID and question, cap TTLs at 10 s, no cache-flush bits.
+                // §6.7: echo the ID and question, cap TTLs at 10 s, no cache-flush bits; the same additional records
+                // (SRV, TXT, addresses) as a multicast answer carries (§12, RFC 6763 §12), so that a legacy resolver
+                // needs no second query.
                 DnsQuestion? echo = query.Questions.Count == 1 ? query.Questions[0] : null;
-                List<DnsRecord> capped = unicast.Select(r => r with { Ttl = Math.Min(r.Ttl, 10u), CacheFlush = false }).ToList();
-                foreach (byte[] packet in MdnsPackets.Responses(capped, [], link.Link.MaxPacketSize, query.Id, echo))
+                static List<DnsRecord> Legacy(IEnumerable<DnsRecord> records) => records.Select(r => r with { Ttl = Math.Min(r.Ttl, 10u), CacheFlush = false }).ToList();
+                foreach (byte[] packet in MdnsPackets.Responses(Legacy(unicast), Legacy(Additionals(unicast, link.Link)), link.Link.MaxPacketSize, query.Id, echo))
                 {
                     Send(packet, link.Link, source.AddressFamily, source);
                 }
@@ -703,7 +712,7 @@ internal sealed class MdnsEngine : IAsyncDisposable
 
             bool conflict = publication.State == PublicationState.Probing
                 ? true                                                 // §8.1: any answer for the name while probing
-                : record.CacheFlush && ours.Any(r => r.Type == record.Type);   // §9: a unique record of ours contradicted
+                : ours.Any(r => r.Type == record.Type);   // §9: a unique record of ours contradicted, cache-flush bit or not
             if (!conflict)
             {
                 continue;
@@ -925,6 +934,9 @@ internal sealed class MdnsEngine : IAsyncDisposable
     }
 
     // ---------------------------------------------------------------- lifetime
+
+    /// <summary>Records skipped since start because their data was malformed (the rest of their packets was used).</summary>
+    public long MalformedRecords => Interlocked.Read(ref _malformedRecords);
 
     public async ValueTask DisposeAsync()
     {

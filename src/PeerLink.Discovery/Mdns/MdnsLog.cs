@@ -41,4 +41,7 @@ internal static partial class MdnsLog
 
     [LoggerMessage(4012, LogLevel.Information, "Interfaces changed; probing and announcing again.", EventName = "MdnsInterfacesChanged")]
     public static partial void InterfacesChanged(ILogger logger);
+
+    [LoggerMessage(4013, LogLevel.Debug, "Skipped {Count} malformed record(s) in a packet from {Source} on {Interface} and used the rest: {Reason}", EventName = "MdnsRecordsSkipped")]
+    public static partial void RecordsSkipped(ILogger logger, int count, string source, string @interface, string reason);
 }

@@ -20,6 +20,12 @@ internal static class StunMethod
 internal static class StunAttributeType
 {
     public const ushort MappedAddress = 0x0001;
+
+    /// <summary>RFC 3489 §11.2.2, answered to classic clients only: the address the response was sent from.</summary>
+    public const ushort SourceAddress = 0x0004;
+
+    /// <summary>RFC 3489 §11.2.3, answered to classic clients only: the server's other address and port.</summary>
+    public const ushort ChangedAddress = 0x0005;
     public const ushort ChangeRequest = 0x0003;
     public const ushort Username = 0x0006;
     public const ushort MessageIntegrity = 0x0008;

@@ -20,6 +20,7 @@ internal sealed class StunMessage
 
     private StunMessage(byte[] data, StunAttribute[] attributes, ushort[] unknownRequired)
     {
+        IsClassic = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(4)) != StunConstants.MagicCookie;
         _data = data;
         _attributes = attributes;
         UnknownComprehensionRequired = unknownRequired;
@@ -33,6 +34,15 @@ internal sealed class StunMessage
     public ushort Method { get; }
 
     public ReadOnlySpan<byte> TransactionId => _data.AsSpan(8, StunConstants.TransactionIdSize);
+
+    /// <summary>
+    /// An RFC 3489 ("classic STUN") message: no magic cookie, a 16-byte transaction id in bytes 4–19. Only
+    /// <see cref="TryParse"/> with allowClassic gives one (RFC 8489 §12: a server answers such requests as RFC 3489 did).
+    /// </summary>
+    public bool IsClassic { get; }
+
+    /// <summary>The RFC 3489 transaction id: bytes 4–19, which a response copies back whole.</summary>
+    public ReadOnlySpan<byte> ClassicTransactionId => _data.AsSpan(4, 16);
 
     public ReadOnlySpan<byte> Bytes => _data;
 
@@ -51,7 +61,11 @@ internal sealed class StunMessage
         && StunConstants.HeaderSize + length == datagram.Length;
 
     /// <summary>Parses one whole STUN message. Returns false, with the reason, for anything that is not a well-formed one.</summary>
-    public static bool TryParse(ReadOnlySpan<byte> datagram, out StunMessage? message, out string? error)
+    /// <param name="datagram">The message.</param>
+    /// <param name="message">The parsed message.</param>
+    /// <param name="error">Why it is not one.</param>
+    /// <param name="allowClassic">Also accept an RFC 3489 message, without the magic cookie (a server's requests).</param>
+    public static bool TryParse(ReadOnlySpan<byte> datagram, out StunMessage? message, out string? error, bool allowClassic = false)
     {
         message = null;
         if (datagram.Length < StunConstants.HeaderSize)
@@ -66,7 +80,7 @@ internal sealed class StunMessage
             return false;
         }
 
-        if (BinaryPrimitives.ReadUInt32BigEndian(datagram[4..]) != StunConstants.MagicCookie)
+        if (BinaryPrimitives.ReadUInt32BigEndian(datagram[4..]) != StunConstants.MagicCookie && !allowClassic)
         {
             error = "The magic cookie is wrong (not an RFC 5389/8489 STUN message).";
             return false;

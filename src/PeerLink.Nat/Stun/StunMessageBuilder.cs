@@ -32,6 +32,19 @@ internal sealed class StunMessageBuilder
         UpdateLength();
     }
 
+    /// <summary>A response to an RFC 3489 request: its 16-byte transaction id (bytes 4–19) copied back, no magic cookie.</summary>
+    public static StunMessageBuilder ClassicResponse(StunClass messageClass, ushort method, ReadOnlySpan<byte> classicTransactionId)
+    {
+        if (classicTransactionId.Length != 16)
+        {
+            throw new ArgumentException("An RFC 3489 transaction id is 16 bytes.", nameof(classicTransactionId));
+        }
+
+        var builder = new StunMessageBuilder(messageClass, method, classicTransactionId[4..]);
+        classicTransactionId[..4].CopyTo(builder._buffer.AsSpan(4));
+        return builder;
+    }
+
     public ReadOnlySpan<byte> TransactionId => _buffer.AsSpan(8, StunConstants.TransactionIdSize);
 
     public static byte[] NewTransactionId() => RandomNumberGenerator.GetBytes(StunConstants.TransactionIdSize);

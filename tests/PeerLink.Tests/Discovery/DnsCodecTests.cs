@@ -53,14 +53,26 @@ public sealed class DnsCodecTests
 
     [Theory]
     [MemberData(nameof(RealPackets))]
-    public void Every_truncation_of_a_real_packet_is_refused_with_a_reason(string file, int index)
+    public void Every_truncation_of_a_real_packet_is_refused_or_keeps_only_whole_records_with_the_rest_counted(string file, int index)
     {
         (byte[] packet, _) = LoadPacket(file, index);
+        Assert.True(DnsMessage.TryParse(packet, out DnsMessage? whole, out _));
+        int promised = whole!.AllRecords().Count();
         for (int length = 0; length < packet.Length; length++)
         {
-            Assert.False(DnsMessage.TryParse(packet.AsSpan(0, length), out DnsMessage? message, out string? error), $"prefix of {length} bytes parsed");
-            Assert.Null(message);
-            Assert.False(string.IsNullOrEmpty(error));
+            if (DnsMessage.TryParse(packet.AsSpan(0, length), out DnsMessage? message, out string? error))
+            {
+                // The records before the cut stand; the ones the header promised but the packet did not hold are counted.
+                Assert.True(message!.MalformedRecords > 0, $"prefix of {length} bytes parsed as if whole");
+                Assert.Equal(promised, message.AllRecords().Count() + message.MalformedRecords);
+                Assert.False(string.IsNullOrEmpty(message.MalformedReason));
+                Assert.All(message.AllRecords().Zip(whole.AllRecords()), pair => Assert.True(pair.First.IsSameRecord(pair.Second)));
+            }
+            else
+            {
+                Assert.Null(message);
+                Assert.False(string.IsNullOrEmpty(error));
+            }
         }
     }
 
@@ -156,11 +168,11 @@ public sealed class DnsCodecTests
     }
 
     [Fact]
-    public void A_count_one_higher_than_the_records_is_refused()
+    public void A_count_one_higher_than_the_records_is_skipped()
     {
         byte[] valid = new DnsMessage { Flags = DnsMessage.ResponseFlags, Answers = [new DnsAddressRecord(DnsName.Parse("a.local"), 120, IPAddress.Parse("10.0.0.1"))] }.ToArray();
         valid[7] = 2;
-        AssertRefused(valid, "past the end of the packet");
+        AssertSkipped(valid, "past the end of the packet");
     }
 
     [Fact]
@@ -171,34 +183,34 @@ public sealed class DnsCodecTests
     }
 
     [Fact]
-    public void A_name_inside_rdata_that_runs_past_rdlength_is_refused()
+    public void A_name_inside_rdata_that_runs_past_rdlength_is_skipped()
     {
         // PTR with rdlength 2 whose name is 3 bytes.
         byte[] packet = [.. Header(answers: 1), 1, (byte)'a', 0, 0, 12, 0, 1, 0, 0, 0, 120, 0, 2, 1, (byte)'b', 0];
-        AssertRefused(packet, "past the record's data length");
+        AssertSkipped(packet, "past the record's data length");
     }
 
     [Theory]
     [InlineData(1, 5)]
     [InlineData(28, 4)]
-    public void Address_records_of_the_wrong_size_are_refused(ushort type, byte length)
+    public void Address_records_of_the_wrong_size_are_skipped(ushort type, byte length)
     {
         byte[] packet = [.. Header(answers: 1), 1, (byte)'a', 0, 0, (byte)type, 0, 1, 0, 0, 0, 120, 0, length, .. new byte[length]];
-        AssertRefused(packet, "bytes of data");
+        AssertSkipped(packet, "bytes of data");
     }
 
     [Fact]
-    public void A_txt_string_past_rdlength_is_refused()
+    public void A_txt_string_past_rdlength_is_skipped()
     {
         byte[] packet = [.. Header(answers: 1), 1, (byte)'a', 0, 0, 16, 0, 1, 0, 0, 0, 120, 0, 3, 5, (byte)'x', (byte)'y'];
-        AssertRefused(packet, "TXT string");
+        AssertSkipped(packet, "TXT string");
     }
 
     [Fact]
-    public void A_malformed_nsec_bitmap_is_refused()
+    public void A_malformed_nsec_bitmap_is_skipped()
     {
         byte[] packet = [.. Header(answers: 1), 1, (byte)'a', 0, 0, 47, 0, 1, 0, 0, 0, 120, 0, 4, 0xC0, 12, 0, 33];
-        AssertRefused(packet, "NSEC type bitmap");
+        AssertSkipped(packet, "NSEC type bitmap");
     }
 
     [Fact]
@@ -416,6 +428,14 @@ public sealed class DnsCodecTests
 
     private static byte[] Header(int questions = 0, int answers = 0, int authorities = 0, int additionals = 0) => unchecked(
         [0, 0, 0, 0, (byte)(questions >> 8), (byte)questions, (byte)(answers >> 8), (byte)answers, (byte)(authorities >> 8), (byte)authorities, (byte)(additionals >> 8), (byte)additionals]);
+
+    /// <summary>The packet parses, and its one malformed record is left out and counted with the reason.</summary>
+    private static void AssertSkipped(byte[] packet, string reason)
+    {
+        Assert.True(DnsMessage.TryParse(packet, out DnsMessage? message, out string? error), error);
+        Assert.Equal(1, message!.MalformedRecords);
+        Assert.Contains(reason, message.MalformedReason, StringComparison.Ordinal);
+    }
 
     private static void AssertRefused(byte[] packet, string reason)
     {

@@ -338,6 +338,111 @@ public sealed class MdnsEngineTests
     }
 
     [Fact]
+    public async Task A_legacy_unicast_answer_carries_the_same_additional_records_as_a_multicast_one()
+    {
+        var net = new MdnsTestNetwork();
+        await using ServiceDiscovery a = net.Node("10.0.0.1", "host-a", seed: 1);
+        await AdvertiseAsync(net, a, Profile("Lamp"));
+        net.Clock.Advance(TimeSpan.FromSeconds(2));
+        MdnsTestNetwork.Member raw = net.Raw("10.0.0.9");
+        DnsName type = DnsName.Parse("_peerlink._tcp.local"), instance = type.Prepend("Lamp");
+
+        // A legacy PTR browse (source port 40000): the answer names the instance, and the SRV, TXT and address that a
+        // multicast answer carries come with it, TTLs capped at 10 s and no cache-flush bits (RFC 6762 §6.7).
+        net.Packets.Clear();
+        raw.SendFrom(new DnsMessage { Id = 7, Questions = [new DnsQuestion(type, DnsRecordType.Ptr)] }.ToArray(), 40000, null);
+        net.Clock.Advance(TimeSpan.FromSeconds(1));
+        var legacy = Assert.Single(net.Messages(), m => m.Message.IsResponse);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("10.0.0.9"), 40000), legacy.Sent.To);
+        Assert.Contains(legacy.Message.Answers, r => r is DnsPtrRecord p && p.Target.Equals(instance));
+        Assert.Contains(legacy.Message.Additionals, r => r is DnsSrvRecord { Port: 4242 });
+        Assert.Contains(legacy.Message.Additionals, r => r is DnsTxtRecord);
+        Assert.Contains(legacy.Message.Additionals, r => r is DnsAddressRecord x && x.Address.Equals(IPAddress.Parse("10.0.0.1")));
+        Assert.All(legacy.Message.AllRecords(), r => Assert.True(r.Ttl <= 10 && !r.CacheFlush, $"{r.Type}: TTL {r.Ttl}, flush {r.CacheFlush}"));
+    }
+
+    [Fact]
+    public async Task A_conflicting_record_without_the_cache_flush_bit_is_still_a_conflict()
+    {
+        var net = new MdnsTestNetwork();
+        await using ServiceDiscovery a = net.Node("10.0.0.1", "host-a", seed: 1);
+        ServiceRegistration registration = await AdvertiseAsync(net, a, Profile("Lamp"));
+        net.Clock.Advance(TimeSpan.FromSeconds(2));
+        MdnsTestNetwork.Member raw = net.Raw("10.0.0.9");
+        DnsName instance = DnsName.Parse("_peerlink._tcp.local").Prepend("Lamp");
+
+        // Another host answers for our established instance name with its own SRV, without the cache-flush bit, and
+        // keeps defending it: we probe again, meet its answer, and rename (RFC 6762 §9), as Avahi does.
+        var theirs = new DnsSrvRecord(instance, 120, 0, 0, 9999, DnsName.Parse("other.local"));
+        net.Packets.Clear();
+        Send(raw, new DnsMessage { Flags = DnsMessage.ResponseFlags, Answers = [theirs] });
+        net.Clock.Advance(TimeSpan.FromMilliseconds(300));
+        Assert.Contains(net.Messages(p => p.From.Equals(IPAddress.Parse("10.0.0.1"))), m => !m.Message.IsResponse && m.Message.Authorities.Count > 0);   // a probe
+        Send(raw, new DnsMessage { Flags = DnsMessage.ResponseFlags, Answers = [theirs] });
+        net.Clock.Advance(TimeSpan.FromSeconds(5));
+
+        Assert.Equal("Lamp (2)", registration.InstanceName);
+    }
+
+    [Fact]
+    public async Task One_malformed_record_does_not_hide_the_valid_records_of_its_packet()
+    {
+        var net = new MdnsTestNetwork();
+        await using ServiceDiscovery b = net.Node("10.0.0.2", "host-b", seed: 2);
+        net.Clock.Advance(TimeSpan.FromSeconds(3));
+        MdnsTestNetwork.Member raw = net.Raw("10.0.0.9");
+        DnsName type = DnsName.Parse("_http._tcp.local"), instance = type.Prepend("Printer"), host = DnsName.Parse("printer.local");
+
+        // A deployed responder's answer: PTR, SRV, TXT and A, with a malformed NSEC record among them (its type bitmap
+        // claims a window longer than the record's data).
+        byte[] packet = new DnsMessage
+        {
+            Flags = DnsMessage.ResponseFlags,
+            Answers = [new DnsPtrRecord(type, 4500, instance), new DnsSrvRecord(instance, 120, 0, 0, 631, host) { CacheFlush = true }],
+            Additionals = [new DnsNsecRecord(instance, 120, instance, [DnsRecordType.Srv, DnsRecordType.Txt]), new DnsTxtRecord(instance, 4500, [[.. "rp=ipp"u8]]) { CacheFlush = true }, new DnsAddressRecord(host, 120, IPAddress.Parse("10.0.0.9")) { CacheFlush = true }],
+        }.ToArray();
+        int nsec = IndexOfNsecBitmapLength(packet);
+        packet[nsec] = 0x20;   // the bitmap length: 32 bytes, where the record has 1
+
+        Assert.True(DnsMessage.TryParse(packet, out DnsMessage? parsed, out string? error), error);
+        Assert.Equal(1, parsed!.MalformedRecords);
+        Assert.Contains("NSEC", parsed.MalformedReason, StringComparison.Ordinal);
+        Assert.Equal(4, parsed.AllRecords().Count());
+
+        using var cancel = new CancellationTokenSource(Timeout);
+        IAsyncEnumerator<ServiceEvent> browse = b.BrowseAsync("_http._tcp", cancel.Token).GetAsyncEnumerator(cancel.Token);
+        ValueTask<bool> next = browse.MoveNextAsync();
+        raw.SendFrom(packet, 5353, null);
+        net.Clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.True(await next.AsTask().WaitAsync(Timeout));
+        Assert.Equal(ServiceEventKind.Found, browse.Current.Kind);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("10.0.0.9"), 631), Assert.Single(browse.Current.Instance.EndPoints));
+        Assert.Equal("ipp", browse.Current.Instance.Properties["rp"]);
+        await browse.DisposeAsync();
+    }
+
+    /// <summary>The offset of the NSEC record's first bitmap length byte: after its RDATA's next-domain name.</summary>
+    private static int IndexOfNsecBitmapLength(byte[] packet)
+    {
+        Assert.True(DnsMessage.TryParse(packet, out DnsMessage? message, out _));
+        // Walk the records by hand: the NSEC is the first additional; its data is a compressed name (2 bytes), then
+        // window 0 and the bitmap length.
+        var reader = new DnsReader(packet) { Position = DnsMessage.HeaderSize };
+        foreach (DnsRecord answer in message!.Answers)
+        {
+            reader.ReadRecord(out _);
+        }
+
+        reader.ReadName();
+        reader.Position += 8;   // type, class, TTL
+        int dataLength = reader.ReadUInt16("length");
+        int start = reader.Position;
+        reader.ReadName();
+        Assert.True(reader.Position < start + dataLength);
+        return reader.Position + 1;   // window number, then the length
+    }
+
+    [Fact]
     public async Task Cached_records_are_refreshed_at_80_to_95_percent_and_dropped_at_expiry()
     {
         var net = new MdnsTestNetwork();
