@@ -10,6 +10,9 @@ if [ -x eng/install-test-prerequisites.sh ]; then
   eng/install-test-prerequisites.sh
 fi
 
+# Local .NET tools the tests run (dotnet-counters, pinned in dotnet-tools.json).
+dotnet tool restore >/dev/null
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -62,6 +62,8 @@ internal sealed class PeerLinkTool : IAsyncDisposable
 
     public string Error { get; private set; } = "";
 
+    public int ProcessId => _process.Id;
+
     /// <summary>Runs a command to its end.</summary>
     public static async Task<(int Exit, string Output, string Error)> RunAsync(params string[] args)
     {
