@@ -318,6 +318,10 @@ public sealed class StunServer : IAsyncDisposable
     }
 
     /// <summary>Decides the answer to one datagram; null to drop it. Bounded work: one parse, one response.</summary>
+    /// <summary>Handles one datagram as if it reached the primary UDP endpoint from <paramref name="remote"/>: the answer, or null (fuzzing).</summary>
+    internal byte[]? HandleDatagram(ReadOnlySpan<byte> datagram, IPEndPoint remote) =>
+        HandleRequest(_endpoints[0], datagram, remote, _endpoints[0].LocalEndPoint.Address, out _, out _);
+
     private byte[]? HandleRequest(Endpoint? endpoint, ReadOnlySpan<byte> datagram, IPEndPoint remote, IPAddress localAddress, out Endpoint? replyFrom, out IPEndPoint replyTo)
     {
         byte[]? response = HandleRequestUncounted(endpoint, datagram, remote, localAddress, out replyFrom, out replyTo);

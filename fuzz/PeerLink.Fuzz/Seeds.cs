@@ -1,0 +1,44 @@
+using System.Buffers;
+using System.IO;
+using PeerLink.Nat.Rendezvous;
+using PeerLink.Sessions;
+
+namespace PeerLink.Fuzz;
+
+/// <summary>
+/// Seeds for the targets whose inputs PeerLink itself writes (the session hello, rendezvous and path messages): one
+/// valid message of each kind, as the library encodes it. The other targets' seeds are the public vectors and captured
+/// packets of the unit tests (eng/fuzz-seeds.py).
+/// </summary>
+internal static class Seeds
+{
+    public static void Write(string directory)
+    {
+        string hello = Directory.CreateDirectory(Path.Combine(directory, "hello")).FullName;
+        for (int i = 0; i < 2; i++)
+        {
+            var buffer = new ArrayBufferWriter<byte>();
+            new SessionHello(1, "peerlink", 1 << 20, AesHardware: i == 1).WriteTo(buffer);
+            File.WriteAllBytes(Path.Combine(hello, $"hello-{i}"), buffer.WrittenSpan.ToArray());
+        }
+
+        string rendezvous = Directory.CreateDirectory(Path.Combine(directory, "rendezvous")).FullName;
+        byte[] id = new byte[32];
+        byte[] token = new byte[16];
+        byte[][] messages =
+        [
+            RendezvousWire.Serialize(new Welcome(1, 1_764_000_000_000_000, 25_000, "203.0.113.7:40000", 3478)),
+            RendezvousWire.Serialize(new ConnectRequest(id)),
+            RendezvousWire.Serialize(new ConnectReply(0, 42, token, null, "203.0.113.10:7400")),
+            RendezvousWire.Serialize(new IncomingRelay(42, id, token)),
+            RendezvousWire.Serialize(new RelayEnded(42, 3, "byte limit")),
+            RendezvousWire.Serialize(new RelayEndedAck(42)),
+            PathMessage.Serialize(new PathCandidates(1, token, ["10.0.1.2:40000", "203.0.113.7:40000"], "203.0.113.7:40000", ["host 10.0.1.2:50000 2130706431"], 7, token, "203.0.113.7:50000")),
+            PathMessage.Serialize(new PathSync(1, Birthday: true)),
+        ];
+        for (int i = 0; i < messages.Length; i++)
+        {
+            File.WriteAllBytes(Path.Combine(rendezvous, $"message-{i}"), messages[i]);
+        }
+    }
+}
