@@ -39,6 +39,18 @@ if [ "${PEERLINK_SKIP_PACKAGE_CHECK:-0}" != "1" ]; then
     status=1
   fi
 fi
+# Every fuzz target for a short fixed budget, so that the harnesses cannot rot (AFL++ installs as root only).
+if [ "${PEERLINK_SKIP_FUZZ:-0}" != "1" ]; then
+  if [ "$(id -u)" = 0 ] || command -v afl-fuzz >/dev/null; then
+    if ! bash eng/fuzz.sh all --seconds "${PEERLINK_FUZZ_SECONDS:-10}"; then
+      echo "fuzz: FAILED (a target crashed, hung or did not start; see fuzz/findings/)" >&2
+      status=1
+    fi
+  else
+    echo "fuzz: skipped (not root: AFL++ cannot be installed)"
+  fi
+fi
+
 if [ "${PEERLINK_SKIP_AOT_CHECK:-0}" != "1" ]; then
   if ! bash eng/aot-check.sh; then
     echo "aot-check: FAILED" >&2

@@ -27,20 +27,11 @@ internal sealed class MdnsEngine : IAsyncDisposable
     public static readonly DnsName ServicesName = DnsName.Parse("_services._dns-sd._udp.local");
 
     private readonly IMdnsTransport _transport;
-    private readonly TimeProvider _time;
     private readonly Random _random;
     private readonly ILogger _logger;
     private readonly int _maxCached;
-    private readonly long _epoch;
 
-    private readonly Lock _gate = new();
-    private readonly Queue<(Action Action, bool EvenIfDisposed)> _work = new();
-    private bool _draining;
-
-    private readonly PriorityQueue<Scheduled, (TimeSpan Due, long Seq)> _scheduled = new();
-    private readonly ITimer _timer;
-    private long _sequence;
-    private TimeSpan _timerDue = TimeSpan.MaxValue;
+    private readonly MdnsScheduler _scheduler;
 
     private readonly Dictionary<int, LinkState> _links = [];
     private long _malformedRecords;
@@ -48,17 +39,14 @@ internal sealed class MdnsEngine : IAsyncDisposable
     private readonly Dictionary<string, List<CacheEntry>> _cache = new(StringComparer.Ordinal);
     private readonly List<ContinuousQuery> _queries = [];
     private int _cachedCount;
-    private bool _disposed;
 
     public MdnsEngine(IMdnsTransport transport, string hostLabel, TimeProvider time, Random random, ILogger logger, int maxCachedRecords = 4096)
     {
         _transport = transport;
-        _time = time;
         _random = random;
         _logger = logger;
         _maxCached = maxCachedRecords;
-        _epoch = time.GetTimestamp();
-        _timer = time.CreateTimer(static state => ((MdnsEngine)state!).Post(((MdnsEngine)state!).RunDue), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _scheduler = new MdnsScheduler(time, logger);
         Host = new Publication(this, PublicationKind.Host, hostLabel);
     }
 
@@ -68,7 +56,7 @@ internal sealed class MdnsEngine : IAsyncDisposable
     /// <summary>This host's address records' owner, "host.local".</summary>
     public Publication Host { get; }
 
-    public TimeSpan Now => _time.GetElapsedTime(_epoch);
+    public TimeSpan Now => _scheduler.Now;
 
     /// <summary>Starts the transport, probes the host name and begins answering.</summary>
     public void Start()
@@ -82,128 +70,15 @@ internal sealed class MdnsEngine : IAsyncDisposable
         });
     }
 
-    // ---------------------------------------------------------------- the logical thread
+    // ---------------------------------------------------------------- the logical thread (MdnsScheduler)
 
     /// <summary>Runs <paramref name="action"/> after everything posted before it, never concurrently with other work.</summary>
-    public void Post(Action action) => Post(action, evenIfDisposed: false);
-
-    private void Post(Action action, bool evenIfDisposed)
-    {
-        lock (_gate)
-        {
-            _work.Enqueue((action, evenIfDisposed));
-            if (_draining)
-            {
-                return;
-            }
-
-            _draining = true;
-        }
-
-        while (true)
-        {
-            (Action Action, bool EvenIfDisposed) next;
-            lock (_gate)
-            {
-                if (!_work.TryDequeue(out next))
-                {
-                    _draining = false;
-                    return;
-                }
-            }
-
-            try
-            {
-                if (!_disposed || next.EvenIfDisposed)
-                {
-                    next.Action();
-                }
-            }
-            catch (Exception e)
-            {
-                MdnsLog.WorkFailed(_logger, e);
-            }
-        }
-    }
+    public void Post(Action action) => _scheduler.Post(action);
 
     /// <summary>Runs <paramref name="function"/> on the logical thread and returns its result.</summary>
-    public Task<T> InvokeAsync<T>(Func<T> function)
-    {
-        var completion = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        Post(
-            () =>
-        {
-            if (_disposed)
-            {
-                completion.TrySetException(new ObjectDisposedException(typeof(ServiceDiscovery).FullName));
-                return;
-            }
+    public Task<T> InvokeAsync<T>(Func<T> function) => _scheduler.InvokeAsync(function);
 
-            try
-            {
-                completion.TrySetResult(function());
-            }
-            catch (Exception e)
-            {
-                completion.TrySetException(e);
-            }
-        },
-            evenIfDisposed: true);
-        return completion.Task;
-    }
-
-    public Scheduled Schedule(TimeSpan delay, Action action)
-    {
-        var item = new Scheduled(action);
-        TimeSpan due = Now + (delay < TimeSpan.Zero ? TimeSpan.Zero : delay);
-        _scheduled.Enqueue(item, (due, _sequence++));
-        ArmTimer();
-        return item;
-    }
-
-    private void ArmTimer()
-    {
-        while (_scheduled.TryPeek(out Scheduled? head, out _) && head.Cancelled)
-        {
-            _scheduled.Dequeue();
-        }
-
-        if (!_scheduled.TryPeek(out _, out (TimeSpan Due, long Seq) next))
-        {
-            return;
-        }
-
-        if (next.Due < _timerDue)
-        {
-            _timerDue = next.Due;
-            TimeSpan wait = next.Due - Now;
-            _timer.Change(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, Timeout.InfiniteTimeSpan);
-        }
-    }
-
-    private void RunDue()
-    {
-        _timerDue = TimeSpan.MaxValue;
-        while (_scheduled.TryPeek(out Scheduled? item, out (TimeSpan Due, long Seq) key) && key.Due <= Now)
-        {
-            _scheduled.Dequeue();
-            if (!item.Cancelled)
-            {
-                item.Cancelled = true;
-                try
-                {
-                    item.Action();
-                }
-                catch (Exception e)
-                {
-                    // One failed timer must not stop the others (or leave the timer unarmed).
-                    MdnsLog.WorkFailed(_logger, e);
-                }
-            }
-        }
-
-        ArmTimer();
-    }
+    public MdnsScheduler.Scheduled Schedule(TimeSpan delay, Action action) => _scheduler.Schedule(delay, action);
 
     private TimeSpan RandomDelay(int minMs, int maxMs) => TimeSpan.FromMilliseconds(_random.Next(minMs, maxMs + 1));
 
@@ -954,23 +829,14 @@ internal sealed class MdnsEngine : IAsyncDisposable
                 publication.Stop();
             }
 
-            _disposed = true;
+            _scheduler.Stop();
             return true;
         }).ConfigureAwait(false);
-        await _timer.DisposeAsync().ConfigureAwait(false);
+        await _scheduler.DisposeAsync().ConfigureAwait(false);
         await _transport.DisposeAsync().ConfigureAwait(false);
     }
 
     // ---------------------------------------------------------------- state types
-
-    internal sealed class Scheduled(Action action)
-    {
-        public Action Action { get; } = action;
-
-        public bool Cancelled { get; set; }
-
-        public void Cancel() => Cancelled = true;
-    }
 
     private sealed class LinkState(MdnsLink link)
     {
@@ -980,7 +846,7 @@ internal sealed class MdnsEngine : IAsyncDisposable
 
         public List<DnsRecord> Pending { get; } = [];
 
-        public Scheduled? PendingSend { get; set; }
+        public MdnsScheduler.Scheduled? PendingSend { get; set; }
     }
 
     private sealed class CacheEntry(DnsRecord record, int linkIndex)
@@ -997,7 +863,7 @@ internal sealed class MdnsEngine : IAsyncDisposable
 
         public bool Goodbye { get; set; }
 
-        public Scheduled? Expiry { get; set; }
+        public MdnsScheduler.Scheduled? Expiry { get; set; }
     }
 }
 
@@ -1012,7 +878,7 @@ internal sealed class ContinuousQuery(DnsQuestion question, bool continuous, Fun
 
     public int Sent { get; set; }
 
-    public MdnsEngine.Scheduled? Timer { get; set; }
+    public MdnsScheduler.Scheduled? Timer { get; set; }
 
     public bool IsInterestedIn(DnsRecord record) => Question.IsAnsweredBy(record) || (interest?.Invoke(record) ?? false);
 }
@@ -1063,7 +929,7 @@ internal sealed class Publication
 
     public int ProbesSent { get; set; }
 
-    public MdnsEngine.Scheduled? Timer { get; set; }
+    public MdnsScheduler.Scheduled? Timer { get; set; }
 
     public List<TimeSpan> RecentConflicts { get; } = [];
 
