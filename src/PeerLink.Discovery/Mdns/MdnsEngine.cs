@@ -29,24 +29,24 @@ internal sealed class MdnsEngine : IAsyncDisposable
     private readonly IMdnsTransport _transport;
     private readonly Random _random;
     private readonly ILogger _logger;
-    private readonly int _maxCached;
 
     private readonly MdnsScheduler _scheduler;
 
     private readonly Dictionary<int, LinkState> _links = [];
     private long _malformedRecords;
     private readonly List<Publication> _publications = [];
-    private readonly Dictionary<string, List<CacheEntry>> _cache = new(StringComparer.Ordinal);
+    private readonly MdnsCache _cache;
     private readonly List<ContinuousQuery> _queries = [];
-    private int _cachedCount;
 
     public MdnsEngine(IMdnsTransport transport, string hostLabel, TimeProvider time, Random random, ILogger logger, int maxCachedRecords = 4096)
     {
         _transport = transport;
         _random = random;
         _logger = logger;
-        _maxCached = maxCachedRecords;
         _scheduler = new MdnsScheduler(time, logger);
+        _cache = new MdnsCache(_scheduler, random, logger, maxCachedRecords, IsInteresting,
+            refresh: (record, entry) => SendQuery([new DnsQuestion(record.Name, record.Type)], ignoreKnownAnswersOf: entry),
+            expired: () => CacheChanged?.Invoke());
         Host = new Publication(this, PublicationKind.Host, hostLabel);
     }
 
@@ -102,11 +102,7 @@ internal sealed class MdnsEngine : IAsyncDisposable
         foreach (int gone in _links.Keys.Where(index => !current.Any(l => l.Index == index)).ToList())
         {
             _links.Remove(gone);
-            foreach (CacheEntry entry in _cache.Values.SelectMany(e => e).Where(e => e.LinkIndex == gone).ToList())
-            {
-                RemoveEntry(entry);
-            }
-
+            _cache.RemoveLink(gone);
             CacheChanged?.Invoke();
         }
 
@@ -622,132 +618,18 @@ internal sealed class MdnsEngine : IAsyncDisposable
         }
     }
 
-    private bool AddToCache(DnsRecord record, LinkState link)
-    {
-        string key = CacheKey(record.Name, record.Type);
-        if (!_cache.TryGetValue(key, out List<CacheEntry>? entries))
-        {
-            entries = [];
-            _cache[key] = entries;
-        }
+    private bool AddToCache(DnsRecord record, LinkState link) => _cache.Add(record, link.Link.Index);
 
-        bool changed = false;
-        if (record.CacheFlush)
-        {
-            // §10.2: other records of this set that arrived more than a second ago expire in one second.
-            foreach (CacheEntry old in entries.Where(e => e.LinkIndex == link.Link.Index && !e.Record.IsSameRecord(record) && Now - e.Received > TimeSpan.FromSeconds(1)).ToList())
-            {
-                SetExpiry(old, TimeSpan.FromSeconds(1));
-            }
-        }
-
-        CacheEntry? entry = entries.Find(e => e.LinkIndex == link.Link.Index && e.Record.IsSameRecord(record));
-        if (entry is null)
-        {
-            if (record.Ttl == 0)
-            {
-                return changed;
-            }
-
-            if (_cachedCount >= _maxCached)
-            {
-                MdnsLog.CacheFull(_logger, _maxCached);
-                return changed;
-            }
-
-            entry = new CacheEntry(record, link.Link.Index);
-            entries.Add(entry);
-            _cachedCount++;
-            changed = true;
-        }
-        else if (!entry.Record.DataEquals(record) || entry.Record.Ttl != record.Ttl)
-        {
-            changed = true;
-        }
-
-        entry.Record = record;
-        entry.Received = Now;
-        entry.RefreshesSent = 0;
-        SetExpiry(entry, record.Ttl == 0 ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(record.Ttl));   // §10.1: a goodbye leaves one second
-        return changed;
-    }
-
-    private void SetExpiry(CacheEntry entry, TimeSpan lifetime)
-    {
-        entry.Expiry?.Cancel();
-        entry.ExpiresAt = Now + lifetime;
-        if (lifetime <= TimeSpan.FromSeconds(1))
-        {
-            entry.Goodbye = true;
-            entry.Expiry = Schedule(lifetime, () =>
-            {
-                RemoveEntry(entry);
-                CacheChanged?.Invoke();
-            });
-            return;
-        }
-
-        ScheduleRefresh(entry, lifetime);
-    }
-
-    /// <summary>§5.2: refresh queries at 80, 85, 90 and 95% of the TTL (plus up to 2%) for records someone is interested in.</summary>
-    private void ScheduleRefresh(CacheEntry entry, TimeSpan lifetime)
-    {
-        if (entry.RefreshesSent >= 4)
-        {
-            entry.Expiry = Schedule(entry.ExpiresAt - Now, () =>
-            {
-                RemoveEntry(entry);
-                CacheChanged?.Invoke();
-            });
-            return;
-        }
-
-        double fraction = 0.80 + (0.05 * entry.RefreshesSent) + (_random.NextDouble() * 0.02);
-        TimeSpan at = entry.ExpiresAt - lifetime + (lifetime * fraction);
-        entry.Expiry = Schedule(at - Now, () =>
-        {
-            entry.RefreshesSent++;
-            if (IsInteresting(entry.Record))
-            {
-                SendQuery([new DnsQuestion(entry.Record.Name, entry.Record.Type)], ignoreKnownAnswersOf: entry);
-            }
-
-            ScheduleRefresh(entry, lifetime);
-        });
-    }
+    /// <summary>Records in the cache now; read it on the logical thread.</summary>
+    public int CachedRecords => _cache.Count;
 
     private bool IsInteresting(DnsRecord record) => _queries.Any(q => q.IsInterestedIn(record));
-
-    private void RemoveEntry(CacheEntry entry)
-    {
-        entry.Expiry?.Cancel();
-        string key = CacheKey(entry.Record.Name, entry.Record.Type);
-        if (_cache.TryGetValue(key, out List<CacheEntry>? entries) && entries.Remove(entry))
-        {
-            _cachedCount--;
-            if (entries.Count == 0)
-            {
-                _cache.Remove(key);
-            }
-        }
-    }
-
-    private static string CacheKey(DnsName name, DnsRecordType type) => name.Key + "|" + (ushort)type;
 
     /// <summary>
     /// The cached records of a name and type, newest first. A goodbye or a flushed record stays for its last second
     /// (RFC 6762 §10.1, §10.2), so that a correction in that second is not lost.
     /// </summary>
-    public List<(DnsRecord Record, int LinkIndex)> Lookup(DnsName name, DnsRecordType type) =>
-        _cache.TryGetValue(CacheKey(name, type), out List<CacheEntry>? entries)
-            ? entries.OrderBy(e => e.Goodbye).ThenByDescending(e => e.Received).Select(e => (e.Record, e.LinkIndex)).ToList()
-            : [];
-
-    /// <summary>Every live cached record, for the querier's known-answer lists.</summary>
-    private IEnumerable<CacheEntry> LiveEntries(DnsQuestion question) =>
-        (_cache.TryGetValue(CacheKey(question.Name, question.Type), out List<CacheEntry>? entries) ? entries : [])
-            .Where(e => !e.Goodbye);
+    public List<(DnsRecord Record, int LinkIndex)> Lookup(DnsName name, DnsRecordType type) => _cache.Lookup(name, type);
 
     // ---------------------------------------------------------------- querier
 
@@ -780,7 +662,7 @@ internal sealed class MdnsEngine : IAsyncDisposable
             return;
         }
 
-        if (!query.Continuous && LiveEntries(query.Question).Any())
+        if (!query.Continuous && _cache.LiveEntries(query.Question).Any())
         {
             _queries.Remove(query);
             return;
@@ -794,13 +676,13 @@ internal sealed class MdnsEngine : IAsyncDisposable
         query.Interval = TimeSpan.FromTicks(Math.Min(query.Interval.Ticks * 2, TimeSpan.FromMinutes(60).Ticks));
     }
 
-    private void SendQuery(List<DnsQuestion> questions, CacheEntry? ignoreKnownAnswersOf)
+    private void SendQuery(List<DnsQuestion> questions, MdnsCache.Entry? ignoreKnownAnswersOf)
     {
         foreach (LinkState link in _links.Values)
         {
             // §7.1: known answers are records we hold with more than half their TTL left.
             List<DnsRecord> known = questions
-                .SelectMany(LiveEntries)
+                .SelectMany(_cache.LiveEntries)
                 .Where(e => e.LinkIndex == link.Link.Index && e != ignoreKnownAnswersOf && (e.ExpiresAt - Now) > TimeSpan.FromSeconds(e.Record.Ttl / 2.0))
                 .Select(e => e.Record with { Ttl = (uint)Math.Max(1, (e.ExpiresAt - Now).TotalSeconds) })
                 .ToList();
@@ -847,23 +729,6 @@ internal sealed class MdnsEngine : IAsyncDisposable
         public List<DnsRecord> Pending { get; } = [];
 
         public MdnsScheduler.Scheduled? PendingSend { get; set; }
-    }
-
-    private sealed class CacheEntry(DnsRecord record, int linkIndex)
-    {
-        public DnsRecord Record { get; set; } = record;
-
-        public int LinkIndex { get; } = linkIndex;
-
-        public TimeSpan Received { get; set; }
-
-        public TimeSpan ExpiresAt { get; set; }
-
-        public int RefreshesSent { get; set; }
-
-        public bool Goodbye { get; set; }
-
-        public MdnsScheduler.Scheduled? Expiry { get; set; }
     }
 }
 

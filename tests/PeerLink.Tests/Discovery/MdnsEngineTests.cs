@@ -548,7 +548,7 @@ public sealed class MdnsEngineTests
             });
         }
 
-        int cached = await b.Engine.InvokeAsync(() => typeof(MdnsEngine).GetField("_cachedCount", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(b.Engine) is int n ? n : -1);
+        int cached = await b.Engine.InvokeAsync(() => b.Engine.CachedRecords);
         Assert.Equal(4096, cached);
     }
 
