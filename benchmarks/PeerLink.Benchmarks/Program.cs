@@ -35,6 +35,39 @@ if (tierAttach >= 0)
     return;
 }
 
+// --session-load [COUNT] [SECONDS]: COUNT sessions on one node, each exchanging a message a second (issue 15 §4).
+int load = Array.IndexOf(args, "--session-load");
+if (load >= 0)
+{
+    int Arg(int at, int fallback) => at < args.Length ? int.Parse(args[at], System.Globalization.CultureInfo.InvariantCulture) : fallback;
+    await SessionLoad.RunAsync(Arg(load + 1, 10_000), Arg(load + 2, 60));
+    return;
+}
+
+// --handshake-flood [FLOOD_ADDRESSES] [CONNECTS]: legitimate connect times with and without a handshake flood (issue 15 §4).
+int flood = Array.IndexOf(args, "--handshake-flood");
+if (flood >= 0)
+{
+    int Arg(int at, int fallback) => at < args.Length ? int.Parse(args[at], System.Globalization.CultureInfo.InvariantCulture) : fallback;
+    await HandshakeFlood.RunAsync(Arg(flood + 1, 4), Arg(flood + 2, 200));
+    return;
+}
+
+// --stun-flood [SENDERS] [SECONDS]: Binding round trips with and without a datagram flood on the STUN server (issue 15 §4).
+int stunFlood = Array.IndexOf(args, "--stun-flood");
+if (stunFlood >= 0)
+{
+    int Arg(int at, int fallback) => at < args.Length ? int.Parse(args[at], System.Globalization.CultureInfo.InvariantCulture) : fallback;
+    await StunFlood.RunAsync(Arg(stunFlood + 1, 2), Arg(stunFlood + 2, 10));
+    return;
+}
+
+if (args.Length == 5 && args[0] == "--load-clients")
+{
+    await SessionLoad.ClientsAsync(System.Net.IPEndPoint.Parse(args[1]), PeerLink.PeerId.Parse(args[2]), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
 if (args.Length == 4 && args[0] == "--attach-clients")
 {
     await AttachMemory.ClientsAsync(System.Net.IPEndPoint.Parse(args[1]), PeerLink.PeerId.Parse(args[2]), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
