@@ -1,5 +1,5 @@
 using System;
-using System.Collections.Concurrent;
+using System.Collections.Generic;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading;
@@ -18,8 +18,11 @@ internal enum ShedReason
 /// <summary>
 /// Admission of incoming connections to a handshake: at most <c>MaxPendingHandshakes</c> under way in the node, and at
 /// most <c>MaxPendingHandshakesPerAddress</c> from one source (an IPv4 address, or an IPv6 /64, the block one host
-/// usually holds), so that one host holding many silent connections cannot take every slot. Refusals are logged at most
-/// once per <see cref="LogInterval"/>, with the number left unlogged. Thread-safe.
+/// usually holds), so that one host holding many silent connections cannot take every slot. When every slot is taken,
+/// a newcomer from a source with fewer pending handshakes than the busiest source takes that source's oldest slot
+/// (its handshake is aborted): an attacker spread over many addresses can fill the node, but not keep out a peer that
+/// has fewer handshakes under way than the attacker's busiest address. Refusals are logged at most once per
+/// <see cref="LogInterval"/>, with the number left unlogged. Thread-safe.
 /// </summary>
 internal sealed class HandshakeAdmission
 {
@@ -29,7 +32,8 @@ internal sealed class HandshakeAdmission
     private readonly int _maxPerSource;
     private readonly int _maxSessions;
     private readonly TimeProvider _time;
-    private readonly ConcurrentDictionary<UInt128, int> _bySource = new();
+    private readonly Lock _gate = new();
+    private readonly Dictionary<UInt128, LinkedList<Ticket>> _bySource = [];
     private int _pending;
     private long _lastLog = long.MinValue;
     private int _unlogged;
@@ -42,43 +46,125 @@ internal sealed class HandshakeAdmission
         _time = time;
     }
 
-    public int Pending => Volatile.Read(ref _pending);
-
-    /// <summary>Takes a slot for a handshake from <paramref name="remote"/>, or says why none is given.</summary>
-    public ShedReason TryAdmit(EndPoint? remote, int openSessions, out UInt128 source)
+    public int Pending
     {
-        source = SourceOf(remote);
+        get
+        {
+            lock (_gate)
+            {
+                return _pending;
+            }
+        }
+    }
+
+    /// <summary>Handshakes aborted so far to make room for a source with fewer under way.</summary>
+    public long Evicted { get; private set; }
+
+    /// <summary>
+    /// Takes a slot for a handshake from <paramref name="remote"/>, or says why none is given. <paramref name="evict"/>
+    /// aborts this handshake if a later newcomer needs its slot; null makes it one that is never evicted.
+    /// </summary>
+    public ShedReason TryAdmit(EndPoint? remote, int openSessions, Action? evict, out Ticket ticket)
+    {
+        UInt128 source = SourceOf(remote);
+        ticket = new Ticket(source, evict);
         if (openSessions >= _maxSessions)
         {
             return ShedReason.Sessions;
         }
 
-        if (Interlocked.Increment(ref _pending) > _maxPending)
+        Ticket? victim = null;
+        lock (_gate)
         {
-            Interlocked.Decrement(ref _pending);
-            return ShedReason.PendingHandshakes;
+            _bySource.TryGetValue(source, out LinkedList<Ticket>? mine);
+            int own = mine?.Count ?? 0;
+            if (own >= _maxPerSource)
+            {
+                return ShedReason.PendingFromAddress;
+            }
+
+            if (_pending >= _maxPending)
+            {
+                victim = OldestOfBusiestSource(own);
+                if (victim is null)
+                {
+                    return ShedReason.PendingHandshakes;
+                }
+
+                RemoveLocked(victim);
+                Evicted++;
+            }
+
+            if (mine is null)
+            {
+                mine = new LinkedList<Ticket>();
+                _bySource[source] = mine;
+            }
+
+            ticket.Node = mine.AddLast(ticket);
+            _pending++;
         }
 
-        if (_bySource.AddOrUpdate(source, 1, static (_, n) => n + 1) > _maxPerSource)
-        {
-            Release(source);
-            return ShedReason.PendingFromAddress;
-        }
-
+        victim?.Evict!();
         return ShedReason.None;
     }
 
-    /// <summary>Gives back the slot of a handshake that ended, however it ended.</summary>
-    public void Release(UInt128 source)
+    /// <summary>Gives back the slot of a handshake that ended, however it ended (nothing if it was evicted).</summary>
+    public void Release(Ticket ticket)
     {
-        Interlocked.Decrement(ref _pending);
-        while (_bySource.TryGetValue(source, out int n))
+        lock (_gate)
         {
-            if (n <= 1 ? _bySource.TryRemove(new(source, n)) : _bySource.TryUpdate(source, n - 1, n))
+            if (ticket.Node is not null)
             {
-                return;
+                RemoveLocked(ticket);
             }
         }
+    }
+
+    /// <summary>The evictable oldest handshake of the source with the most under way, if that is more than <paramref name="own"/>.</summary>
+    private Ticket? OldestOfBusiestSource(int own)
+    {
+        LinkedList<Ticket>? busiest = null;
+        foreach (LinkedList<Ticket> list in _bySource.Values)
+        {
+            if (list.Count > own && (busiest is null || list.Count > busiest.Count))
+            {
+                busiest = list;
+            }
+        }
+
+        for (LinkedListNode<Ticket>? node = busiest?.First; node is not null; node = node.Next)
+        {
+            if (node.Value.Evict is not null)
+            {
+                return node.Value;
+            }
+        }
+
+        return null;
+    }
+
+    private void RemoveLocked(Ticket ticket)
+    {
+        LinkedList<Ticket> list = ticket.Node!.List!;
+        list.Remove(ticket.Node);
+        ticket.Node = null;
+        _pending--;
+        if (list.Count == 0)
+        {
+            _bySource.Remove(ticket.Source);
+        }
+    }
+
+    /// <summary>One admitted handshake's slot.</summary>
+    internal sealed class Ticket(UInt128 source, Action? evict)
+    {
+        public UInt128 Source { get; } = source;
+
+        public Action? Evict { get; } = evict;
+
+        /// <summary>Its place in its source's list while it holds a slot; null once released or evicted.</summary>
+        public LinkedListNode<Ticket>? Node { get; set; }
     }
 
     /// <summary>Whether this refusal should be logged now; if so, how many were refused without a log since the last.</summary>

@@ -255,10 +255,10 @@ public sealed class PeerNode : IAsyncDisposable
             return;
         }
 
-        (bool admitted, UInt128 source) = await AdmitAsync(connection).ConfigureAwait(false);
+        (bool admitted, HandshakeAdmission.Ticket? ticket) = await AdmitAsync(connection).ConfigureAwait(false);
         if (admitted)
         {
-            await HandshakeAsync(connection, source).ConfigureAwait(false);
+            await HandshakeAsync(connection, ticket!).ConfigureAwait(false);
         }
     }
 
@@ -349,14 +349,14 @@ public sealed class PeerNode : IAsyncDisposable
         {
             while (await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false) is { } connection)
             {
-                (bool admitted, UInt128 source) = await AdmitAsync(connection).ConfigureAwait(false);
+                (bool admitted, HandshakeAdmission.Ticket? ticket) = await AdmitAsync(connection).ConfigureAwait(false);
                 if (!admitted)
                 {
                     continue;
                 }
 
                 handshakes.RemoveAll(t => t.IsCompleted);
-                handshakes.Add(Task.Run(() => HandshakeAsync(connection, source)));
+                handshakes.Add(Task.Run(() => HandshakeAsync(connection, ticket!)));
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -371,12 +371,13 @@ public sealed class PeerNode : IAsyncDisposable
     }
 
     /// <summary>Applies the handshake and session limits; a connection over them is reset, logged at a bounded rate and counted.</summary>
-    private async ValueTask<(bool Admitted, UInt128 Source)> AdmitAsync(PeerConnection connection)
+    private async ValueTask<(bool Admitted, HandshakeAdmission.Ticket? Ticket)> AdmitAsync(PeerConnection connection)
     {
-        ShedReason shed = _admission.TryAdmit(connection.RemoteEndPoint, _sessions.Count, out UInt128 source);
+        // A handshake still pending when a peer with fewer under way needs its slot is aborted (HandshakeAdmission).
+        ShedReason shed = _admission.TryAdmit(connection.RemoteEndPoint, _sessions.Count, () => connection.Abort(), out HandshakeAdmission.Ticket ticket);
         if (shed == ShedReason.None)
         {
-            return (true, source);
+            return (true, ticket);
         }
 
         if (_admission.ShouldLog(out int unlogged))
@@ -387,7 +388,7 @@ public sealed class PeerNode : IAsyncDisposable
         connection.Abort();
         await connection.DisposeAsync().ConfigureAwait(false);
         Interlocked.Increment(ref _shedConnections);
-        return (false, source);
+        return (false, null);
     }
 
     private string Describe(ShedReason reason) => reason switch
@@ -397,7 +398,7 @@ public sealed class PeerNode : IAsyncDisposable
         _ => $"{_options.MaxSessions} sessions open",
     };
 
-    private async Task HandshakeAsync(PeerConnection connection, UInt128 source)
+    private async Task HandshakeAsync(PeerConnection connection, HandshakeAdmission.Ticket ticket)
     {
         try
         {
@@ -421,7 +422,7 @@ public sealed class PeerNode : IAsyncDisposable
         }
         finally
         {
-            _admission.Release(source);
+            _admission.Release(ticket);
         }
     }
 

@@ -288,7 +288,7 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
                     attached = _attached.Count;
                 }
 
-                ShedReason shed = _admission.TryAdmit(connection.RemoteEndPoint, attached, out UInt128 source);
+                ShedReason shed = _admission.TryAdmit(connection.RemoteEndPoint, attached, () => connection.Abort(), out HandshakeAdmission.Ticket source);
                 if (shed != ShedReason.None)
                 {
                     if (_admission.ShouldLog(out int unlogged))
@@ -314,7 +314,7 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
     }
 
     /// <summary>Tells an attach session from a relay connection by the first four bytes, within the handshake timeout.</summary>
-    private async Task ServeConnectionAsync(PeerConnection connection, UInt128 source)
+    private async Task ServeConnectionAsync(PeerConnection connection, HandshakeAdmission.Ticket source)
     {
         (ConnectionKind kind, byte version, UInt128 token) = await ReadPreambleAsync(connection).ConfigureAwait(false);
         switch (kind)
@@ -395,7 +395,7 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
         Relay,
     }
 
-    private async Task ServeAttachmentAsync(PeerConnection connection, UInt128 source)
+    private async Task ServeAttachmentAsync(PeerConnection connection, HandshakeAdmission.Ticket source)
     {
         SecureSession session;
         try

@@ -295,9 +295,9 @@ public sealed class PeerNodeTests : PeerIdentities
     {
         var clock = new FakeTimeProvider();
         var admission = new HandshakeAdmission(maxPending: 1, maxPerSource: 1, maxSessions: 10, clock);
-        Assert.Equal(ShedReason.None, admission.TryAdmit(null, 0, out UInt128 source));
-        Assert.Equal(ShedReason.PendingHandshakes, admission.TryAdmit(null, 0, out _));
-        Assert.Equal(ShedReason.Sessions, admission.TryAdmit(null, 10, out _));
+        Assert.Equal(ShedReason.None, admission.TryAdmit(null, 0, null, out HandshakeAdmission.Ticket source));
+        Assert.Equal(ShedReason.PendingFromAddress, admission.TryAdmit(null, 0, null, out _));
+        Assert.Equal(ShedReason.Sessions, admission.TryAdmit(null, 10, null, out _));
 
         Assert.True(admission.ShouldLog(out int unlogged));
         Assert.Equal(0, unlogged);
@@ -311,7 +311,39 @@ public sealed class PeerNodeTests : PeerIdentities
 
         admission.Release(source);
         Assert.Equal(0, admission.Pending);
-        Assert.Equal(ShedReason.None, admission.TryAdmit(null, 0, out _));
+        Assert.Equal(ShedReason.None, admission.TryAdmit(null, 0, null, out _));
+    }
+
+    [Fact]
+    public void WhenFullANewcomerTakesTheOldestSlotOfTheBusiestSource()
+    {
+        var admission = new HandshakeAdmission(maxPending: 4, maxPerSource: 3, maxSessions: 100, new FakeTimeProvider());
+        var evicted = new List<string>();
+        IPEndPoint Host(int n) => new(IPAddress.Parse($"192.0.2.{n}"), 1000);
+
+        // Source 1 holds three slots, source 2 one: the node is full.
+        Assert.Equal(ShedReason.None, admission.TryAdmit(Host(1), 0, () => evicted.Add("1a"), out _));
+        Assert.Equal(ShedReason.None, admission.TryAdmit(Host(1), 0, () => evicted.Add("1b"), out _));
+        Assert.Equal(ShedReason.None, admission.TryAdmit(Host(1), 0, () => evicted.Add("1c"), out _));
+        Assert.Equal(ShedReason.None, admission.TryAdmit(Host(2), 0, () => evicted.Add("2a"), out HandshakeAdmission.Ticket twoA));
+        Assert.Equal(4, admission.Pending);
+
+        // A newcomer from a quiet source takes source 1's oldest slot; source 2 and source 1 themselves cannot.
+        Assert.Equal(ShedReason.None, admission.TryAdmit(Host(3), 0, () => evicted.Add("3a"), out HandshakeAdmission.Ticket threeA));
+        Assert.Equal(["1a"], evicted);
+        Assert.Equal(4, admission.Pending);
+        Assert.Equal(ShedReason.None, admission.TryAdmit(Host(2), 0, () => evicted.Add("2b"), out _));   // 1 < 2: takes 1b
+        Assert.Equal(["1a", "1b"], evicted);
+        Assert.Equal(ShedReason.None, admission.TryAdmit(Host(1), 0, () => evicted.Add("1d"), out _));   // 1 < 2: takes 2a
+        Assert.Equal(["1a", "1b", "2a"], evicted);
+        Assert.Equal(ShedReason.PendingHandshakes, admission.TryAdmit(Host(1), 0, null, out _));   // source 1 is the busiest now
+
+        // A handshake that ended gives its slot back; releasing an evicted one changes nothing.
+        admission.Release(threeA);
+        Assert.Equal(3, admission.Pending);
+        admission.Release(twoA);
+        Assert.Equal(3, admission.Pending);
+        Assert.Equal(3, admission.Evicted);
     }
 
     [Theory]
