@@ -18,6 +18,7 @@ var targets = new Dictionary<string, Action<byte[]>>(StringComparer.Ordinal)
     ["noise-ik"] = Targets.NoiseIk,
     ["hello"] = Targets.Hello,
     ["rendezvous"] = Targets.Rendezvous,
+    ["records"] = Targets.Records,
 };
 
 if (args is ["seeds", var directory])

@@ -40,5 +40,64 @@ internal static class Seeds
         {
             File.WriteAllBytes(Path.Combine(rendezvous, $"message-{i}"), messages[i]);
         }
+
+        WriteRecordSeedsAsync(Directory.CreateDirectory(Path.Combine(directory, "records")).FullName).GetAwaiter().GetResult();
+    }
+
+    /// <summary>The byte streams a keyless session writes: small messages (coalesced), a fragmented large one, a request, a close.</summary>
+    private static async System.Threading.Tasks.Task WriteRecordSeedsAsync(string directory)
+    {
+        using PeerIdentity identity = PeerIdentity.Generate();
+        var options = new SecureSessionOptions { Identity = identity, MaxMessageSize = 64 * 1024 };
+        for (int seed = 0; seed < 3; seed++)
+        {
+            (Transport.PeerConnection sender, Transport.PeerConnection wire) = Transport.PeerConnection.CreatePair();
+            SecureSession session = SecureSession.StartKeylessForFuzzing(sender, options);
+            switch (seed)
+            {
+                case 0:
+                    await session.SendAsync("one"u8.ToArray());
+                    await session.SendAsync("two"u8.ToArray());
+                    break;
+                case 1:
+                    await session.SendAsync(new byte[40_000]);   // fragments
+                    break;
+                default:
+                    _ = session.RequestAsync("ping"u8.ToArray());
+                    break;
+            }
+
+            await session.CloseAsync().WaitAsync(System.TimeSpan.FromSeconds(2)).ContinueWith(_ => { }, System.Threading.Tasks.TaskScheduler.Default);
+            var bytes = new ArrayBufferWriter<byte>();
+            while (true)
+            {
+                using var quiet = new System.Threading.CancellationTokenSource(System.TimeSpan.FromMilliseconds(200));
+                System.IO.Pipelines.ReadResult read;
+                try
+                {
+                    read = await wire.Transport.Input.ReadAsync(quiet.Token);
+                }
+                catch (System.OperationCanceledException)
+                {
+                    break;   // nothing more was written
+                }
+
+                foreach (System.ReadOnlyMemory<byte> segment in read.Buffer)
+                {
+                    bytes.Write(segment.Span);
+                }
+
+                wire.Transport.Input.AdvanceTo(read.Buffer.End);
+                if (read.IsCompleted)
+                {
+                    break;
+                }
+            }
+
+            File.WriteAllBytes(Path.Combine(directory, $"stream-{seed}"), bytes.WrittenSpan.ToArray());
+            session.Abort();
+            await session.DisposeAsync();
+            await wire.DisposeAsync();
+        }
     }
 }

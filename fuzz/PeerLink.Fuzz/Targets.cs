@@ -136,6 +136,40 @@ internal static class Targets
         }
     }
 
+    private static readonly SecureSessionOptions RecordOptions = new() { Identity = Responder, MaxMessageSize = 64 * 1024 };
+
+    /// <summary>
+    /// Session records and fragments as a session's receive loop reads them: the input is the byte stream of frames
+    /// (keyless, as records travel inside the datagram transport's encryption), then the end of the stream.
+    /// </summary>
+    public static void Records(byte[] input) => RecordsAsync(input).GetAwaiter().GetResult();
+
+    private static async System.Threading.Tasks.Task RecordsAsync(byte[] input)
+    {
+        (Transport.PeerConnection local, Transport.PeerConnection remote) = Transport.PeerConnection.CreatePair();
+        SecureSession session = SecureSession.StartKeylessForFuzzing(local, RecordOptions);
+        await remote.Transport.Output.WriteAsync(input);
+        await remote.Transport.Output.CompleteAsync();
+        try
+        {
+            while (await session.ReceiveAsync() is { } message)
+            {
+                if (message.IsRequest)
+                {
+                    await session.RespondAsync(message, message.Payload);
+                }
+            }
+        }
+        catch (PeerLinkException)
+        {
+            // A malformed record or the stream's end in the middle of a frame: the documented failure.
+        }
+
+        session.Abort();
+        await session.DisposeAsync();
+        await remote.DisposeAsync();
+    }
+
     /// <summary>An in-memory link on which each fuzz input arrives as a packet from another host.</summary>
     private sealed class FuzzMdnsTransport : IMdnsTransport
     {

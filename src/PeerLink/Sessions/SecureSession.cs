@@ -505,6 +505,18 @@ public sealed class SecureSession : IAsyncDisposable
         _noise.Dispose();
     }
 
+    /// <summary>
+    /// A session whose records travel without encryption (keyless cipher states, as over the datagram transport), with
+    /// its receive loop running and no handshake: what the fuzzing harness feeds records and fragments to.
+    /// </summary>
+    internal static SecureSession StartKeylessForFuzzing(PeerConnection connection, SecureSessionOptions options)
+    {
+        var records = new NoiseTransport(new NoiseCipherState(PeerLink.Security.NoiseCipherKind.ChaChaPoly), new NoiseCipherState(PeerLink.Security.NoiseCipherKind.ChaChaPoly));
+        var session = new SecureSession(connection, records, NoiseProtocol.Parse("Noise_XX_25519_ChaChaPoly_SHA256"), default, new SessionHello(1, options.ApplicationId, options.MaxMessageSize), isInitiator: false, new byte[32], options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        session._receiver.Start();
+        return session;
+    }
+
     /// <summary>Starts the receive loop and waits for the peer's ACCEPT: proof that it completed the handshake and accepts us.</summary>
     private async Task StartAsync(CancellationToken cancellationToken)
     {
