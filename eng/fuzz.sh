@@ -17,11 +17,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --execs) execs="$2"; shift 2 ;;
-    all) targets+=(dns mdns stun stun-server noise-xx noise-ik hello rendezvous records); shift ;;
+    all) targets+=(dns mdns stun stun-server noise-xx noise-ik hello rendezvous records datagram); shift ;;
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(dns mdns stun stun-server noise-xx noise-ik hello rendezvous records)
+[ ${#targets[@]} -gt 0 ] || targets=(dns mdns stun stun-server noise-xx noise-ik hello rendezvous records datagram)
 
 bash eng/install-fuzz-prerequisites.sh
 work=$(mktemp -d /tmp/peerlink-fuzz.XXXXXX)

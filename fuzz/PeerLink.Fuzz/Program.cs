@@ -19,6 +19,7 @@ var targets = new Dictionary<string, Action<byte[]>>(StringComparer.Ordinal)
     ["hello"] = Targets.Hello,
     ["rendezvous"] = Targets.Rendezvous,
     ["records"] = Targets.Records,
+    ["datagram"] = Targets.Datagram,
 };
 
 if (args is ["seeds", var directory])

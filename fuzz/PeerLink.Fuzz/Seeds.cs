@@ -42,6 +42,26 @@ internal static class Seeds
         }
 
         WriteRecordSeedsAsync(Directory.CreateDirectory(Path.Combine(directory, "records")).FullName).GetAwaiter().GetResult();
+
+        // Datagrams: each message type with its header laid out as docs/protocol.md §11 gives it, and random contents.
+        string datagram = Directory.CreateDirectory(Path.Combine(directory, "datagram")).FullName;
+        var random = new System.Random(11);
+        byte[] Make(int size, params byte[] head)
+        {
+            byte[] bytes = new byte[size];
+            random.NextBytes(bytes);
+            head.CopyTo(bytes, 0);
+            return bytes;
+        }
+
+        File.WriteAllBytes(Path.Combine(datagram, "initiation-ik"), Make(8 + 96 + 48 + 32, 0x81, 1, 1, 0));
+        File.WriteAllBytes(Path.Combine(datagram, "initiation-xx"), Make(8 + 32 + 48 + 32, 0x81, 1, 0, 0));
+        File.WriteAllBytes(Path.Combine(datagram, "response"), Make(12 + 48 + 48 + 32, 0x82, 0, 0, 0));
+        File.WriteAllBytes(Path.Combine(datagram, "cookie-reply"), Make(8 + 12 + 16 + 16, 0x83, 0, 0, 0));
+        File.WriteAllBytes(Path.Combine(datagram, "finish"), Make(12 + 64 + 16, 0x84, 0, 0, 0));
+        File.WriteAllBytes(Path.Combine(datagram, "transport"), Make(16 + 40 + 16, 0x85, 0, 0, 0));
+        File.WriteAllBytes(Path.Combine(datagram, "probe"), Make(16 + 16, 0x86, 0, 0, 0));
+        File.WriteAllBytes(Path.Combine(datagram, "stun"), new PeerLink.Nat.Stun.StunMessageBuilder(PeerLink.Nat.Stun.StunClass.Request, PeerLink.Nat.Stun.StunMethod.Binding, PeerLink.Nat.Stun.StunMessageBuilder.NewTransactionId()).ToArray());
     }
 
     /// <summary>The byte streams a keyless session writes: small messages (coalesced), a fragmented large one, a request, a close.</summary>

@@ -170,6 +170,15 @@ internal static class Targets
         await remote.DisposeAsync();
     }
 
+    private static readonly Transport.UdpTransport Udp = Transport.UdpTransport.Bind(new IPEndPoint(IPAddress.Loopback, 0), new SecureSessionOptions { Identity = Responder });
+    private static readonly IPEndPoint UdpPeer = new(IPAddress.Loopback, 9);   // answers go to the discard port on loopback
+
+    /// <summary>
+    /// The datagram transport's messages as its socket receives them: initiations, responses, cookie replies, transport
+    /// headers and STUN demultiplexing. (What lies inside a session's encryption is the records target's.)
+    /// </summary>
+    public static void Datagram(byte[] input) => Udp.DispatchForFuzzing(input, UdpPeer);
+
     /// <summary>An in-memory link on which each fuzz input arrives as a packet from another host.</summary>
     private sealed class FuzzMdnsTransport : IMdnsTransport
     {

@@ -539,6 +539,9 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
     private const int MaxBurst = 32;
     private readonly System.Collections.Generic.List<DatagramConnection> _deferred = new();
 
+    /// <summary>Handles one datagram as if it arrived on the socket from <paramref name="from"/> (fuzzing).</summary>
+    internal void DispatchForFuzzing(ReadOnlySpan<byte> datagram, IPEndPoint from) => Dispatch(datagram, from.Serialize(), more: false);
+
     private void Dispatch(ReadOnlySpan<byte> datagram, SocketAddress from, bool more)
     {
         if (DatagramWire.IsStun(datagram))
