@@ -36,7 +36,7 @@ internal sealed class MdnsEngine : IAsyncDisposable
     private long _malformedRecords;
     private readonly List<Publication> _publications = [];
     private readonly MdnsCache _cache;
-    private readonly List<ContinuousQuery> _queries = [];
+    private readonly MdnsQuerier _querier;
 
     public MdnsEngine(IMdnsTransport transport, string hostLabel, TimeProvider time, Random random, ILogger logger, int maxCachedRecords = 4096)
     {
@@ -44,9 +44,10 @@ internal sealed class MdnsEngine : IAsyncDisposable
         _random = random;
         _logger = logger;
         _scheduler = new MdnsScheduler(time, logger);
-        _cache = new MdnsCache(_scheduler, random, logger, maxCachedRecords, IsInteresting,
-            refresh: (record, entry) => SendQuery([new DnsQuestion(record.Name, record.Type)], ignoreKnownAnswersOf: entry),
+        _cache = new MdnsCache(_scheduler, random, logger, maxCachedRecords, record => _querier!.IsInteresting(record),
+            refresh: (record, entry) => _querier!.Send([new DnsQuestion(record.Name, record.Type)], ignoreKnownAnswersOf: entry),
             expired: () => CacheChanged?.Invoke());
+        _querier = new MdnsQuerier(_scheduler, random, _cache, () => _links.Values.Select(l => l.Link), (link, packets) => SendMulticast(_links[link.Index], packets));
         Host = new Publication(this, PublicationKind.Host, hostLabel);
     }
 
@@ -623,15 +624,13 @@ internal sealed class MdnsEngine : IAsyncDisposable
     /// <summary>Records in the cache now; read it on the logical thread.</summary>
     public int CachedRecords => _cache.Count;
 
-    private bool IsInteresting(DnsRecord record) => _queries.Any(q => q.IsInterestedIn(record));
-
     /// <summary>
     /// The cached records of a name and type, newest first. A goodbye or a flushed record stays for its last second
     /// (RFC 6762 §10.1, §10.2), so that a correction in that second is not lost.
     /// </summary>
     public List<(DnsRecord Record, int LinkIndex)> Lookup(DnsName name, DnsRecordType type) => _cache.Lookup(name, type);
 
-    // ---------------------------------------------------------------- querier
+    // ---------------------------------------------------------------- querier (MdnsQuerier)
 
     /// <summary>
     /// Starts asking <paramref name="question"/>: at once (after 20–120 ms), then after 1 s, doubling up to an hour
@@ -640,55 +639,11 @@ internal sealed class MdnsEngine : IAsyncDisposable
     public ContinuousQuery StartQuery(DnsQuestion question, bool continuous, Func<DnsRecord, bool>? interest = null)
     {
         var query = new ContinuousQuery(question, continuous, interest);
-        Post(() =>
-        {
-            _queries.Add(query);
-            query.Interval = TimeSpan.FromSeconds(1);
-            query.Timer = Schedule(RandomDelay(20, 120), () => QueryStep(query));
-        });
+        Post(() => _querier.Start(query));
         return query;
     }
 
-    public void StopQuery(ContinuousQuery query) => Post(() =>
-    {
-        query.Timer?.Cancel();
-        _queries.Remove(query);
-    });
-
-    private void QueryStep(ContinuousQuery query)
-    {
-        if (!_queries.Contains(query))
-        {
-            return;
-        }
-
-        if (!query.Continuous && _cache.LiveEntries(query.Question).Any())
-        {
-            _queries.Remove(query);
-            return;
-        }
-
-        // §5.4: the first query asks for unicast answers (QU), so that responders that announced a moment ago answer
-        // at once instead of waiting out their one-second multicast limit.
-        SendQuery([query.Sent == 0 ? query.Question with { UnicastResponse = true } : query.Question], ignoreKnownAnswersOf: null);
-        query.Sent++;
-        query.Timer = Schedule(query.Interval, () => QueryStep(query));
-        query.Interval = TimeSpan.FromTicks(Math.Min(query.Interval.Ticks * 2, TimeSpan.FromMinutes(60).Ticks));
-    }
-
-    private void SendQuery(List<DnsQuestion> questions, MdnsCache.Entry? ignoreKnownAnswersOf)
-    {
-        foreach (LinkState link in _links.Values)
-        {
-            // §7.1: known answers are records we hold with more than half their TTL left.
-            List<DnsRecord> known = questions
-                .SelectMany(_cache.LiveEntries)
-                .Where(e => e.LinkIndex == link.Link.Index && e != ignoreKnownAnswersOf && (e.ExpiresAt - Now) > TimeSpan.FromSeconds(e.Record.Ttl / 2.0))
-                .Select(e => e.Record with { Ttl = (uint)Math.Max(1, (e.ExpiresAt - Now).TotalSeconds) })
-                .ToList();
-            SendMulticast(link, MdnsPackets.Queries(questions, known, [], link.Link.MaxPacketSize));
-        }
-    }
+    public void StopQuery(ContinuousQuery query) => Post(() => _querier.Stop(query));
 
     // ---------------------------------------------------------------- lifetime
 
