@@ -62,6 +62,14 @@ if (stunFlood >= 0)
     return;
 }
 
+// --mdns-flood [SECONDS]: an mDNS responder's legacy answers with and without a multicast flood on loopback (issue 15 §4).
+int mdnsFlood = Array.IndexOf(args, "--mdns-flood");
+if (mdnsFlood >= 0)
+{
+    await MdnsFlood.RunAsync(mdnsFlood + 1 < args.Length ? int.Parse(args[mdnsFlood + 1], System.Globalization.CultureInfo.InvariantCulture) : 10);
+    return;
+}
+
 if (args.Length == 5 && args[0] == "--load-clients")
 {
     await SessionLoad.ClientsAsync(System.Net.IPEndPoint.Parse(args[1]), PeerLink.PeerId.Parse(args[2]), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture));

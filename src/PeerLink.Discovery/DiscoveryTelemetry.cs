@@ -15,6 +15,9 @@ internal static class DiscoveryTelemetry
     public static readonly Counter<long> MalformedRecords = Telemetry.Meter.CreateCounter<long>(
         "peerlink.mdns.malformed_records", "{record}", "Records skipped because their data was malformed; the rest of each packet was used.");
 
+    public static readonly Counter<long> DroppedPackets = Telemetry.Meter.CreateCounter<long>(
+        "peerlink.mdns.dropped_packets", "{packet}", "Received packets dropped because the engine already had its bound of packets waiting (a flood).");
+
     public static void Count(bool sent, bool response)
     {
         if (Messages.Enabled)

@@ -28,12 +28,27 @@ internal sealed class MdnsCache(
     /// <summary>Records held now (at most the bound given).</summary>
     public int Count => _count;
 
+    /// <summary>Names and types indexed now: never more than the records held (no empty slots are kept).</summary>
+    public int Keys => _entries.Count;
+
     /// <summary>Adds or renews a received record; true when what a browser sees changed.</summary>
     public bool Add(DnsRecord record, int linkIndex)
     {
         string key = Key(record.Name, record.Type);
         if (!_entries.TryGetValue(key, out List<Entry>? entries))
         {
+            if (record.Ttl == 0)
+            {
+                return false;   // a goodbye for something we never held
+            }
+
+            if (_count >= maxRecords)
+            {
+                // Full: a new name is not even given an empty slot (a flood of names must not grow the index).
+                MdnsLog.CacheFull(logger, maxRecords);
+                return false;
+            }
+
             entries = [];
             _entries[key] = entries;
         }

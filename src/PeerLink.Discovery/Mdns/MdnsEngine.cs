@@ -34,6 +34,11 @@ internal sealed class MdnsEngine : IAsyncDisposable
 
     private readonly Dictionary<int, LinkState> _links = [];
     private long _malformedRecords;
+
+    /// <summary>Received packets waiting for the logical thread at most; more are dropped (a flood must not grow memory).</summary>
+    internal const int MaxQueuedPackets = 256;
+    private int _queuedPackets;
+    private long _droppedPackets;
     private readonly List<Publication> _publications = [];
     private readonly MdnsCache _cache;
     private readonly MdnsQuerier _querier;
@@ -166,8 +171,19 @@ internal sealed class MdnsEngine : IAsyncDisposable
             MdnsLog.RecordsSkipped(_logger, message.MalformedRecords, source.ToString(), link.Name, message.MalformedReason!);
         }
 
+        // The logical thread may be busy on another thread while packets keep arriving: past a bound, packets are dropped
+        // here (counted, logged at a bounded rate) rather than queued, so that a flood cannot grow memory.
+        if (Interlocked.Increment(ref _queuedPackets) > MaxQueuedPackets)
+        {
+            Interlocked.Decrement(ref _queuedPackets);
+            Interlocked.Increment(ref _droppedPackets);
+            DiscoveryTelemetry.DroppedPackets.Add(1);
+            return;
+        }
+
         Post(() =>
         {
+            Interlocked.Decrement(ref _queuedPackets);
             if (!_links.TryGetValue(link.Index, out LinkState? state))
             {
                 return;
@@ -624,6 +640,9 @@ internal sealed class MdnsEngine : IAsyncDisposable
     /// <summary>Records in the cache now; read it on the logical thread.</summary>
     public int CachedRecords => _cache.Count;
 
+    /// <summary>Names and types the cache indexes now; read it on the logical thread.</summary>
+    public int CachedKeys => _cache.Keys;
+
     /// <summary>
     /// The cached records of a name and type, newest first. A goodbye or a flushed record stays for its last second
     /// (RFC 6762 §10.1, §10.2), so that a correction in that second is not lost.
@@ -646,6 +665,9 @@ internal sealed class MdnsEngine : IAsyncDisposable
     public void StopQuery(ContinuousQuery query) => Post(() => _querier.Stop(query));
 
     // ---------------------------------------------------------------- lifetime
+
+    /// <summary>Packets dropped since start because <see cref="MaxQueuedPackets"/> were already waiting (a flood).</summary>
+    public long DroppedPackets => Interlocked.Read(ref _droppedPackets);
 
     /// <summary>Records skipped since start because their data was malformed (the rest of their packets was used).</summary>
     public long MalformedRecords => Interlocked.Read(ref _malformedRecords);

@@ -550,6 +550,7 @@ public sealed class MdnsEngineTests
 
         int cached = await b.Engine.InvokeAsync(() => b.Engine.CachedRecords);
         Assert.Equal(4096, cached);
+        Assert.InRange(await b.Engine.InvokeAsync(() => b.Engine.CachedKeys), 1, 4096);   // no empty slot per refused name
     }
 
     [Fact]
