@@ -113,14 +113,5 @@ internal static class AttachMemory
         }
     }
 
-    private static long Measure()
-    {
-        for (int i = 0; i < 3; i++)
-        {
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
-            GC.WaitForPendingFinalizers();
-        }
-
-        return GC.GetTotalMemory(forceFullCollection: true);
-    }
+    private static long Measure() => Measurements.ManagedHeap();
 }

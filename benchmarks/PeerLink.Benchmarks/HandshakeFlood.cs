@@ -95,9 +95,7 @@ internal static class HandshakeFlood
     }
 
     private static void Report(string label, double[] times, int failed) =>
-        Console.WriteLine(times.Length == 0
-            ? $"{label}: every connect failed ({failed})"
-            : $"{label}: {times.Length} connects, median {times[times.Length / 2]:N2} ms, p99 {times[Math.Min(times.Length - 1, (int)(times.Length * 0.99))]:N2} ms, max {times[^1]:N2} ms; {failed} failed");
+        Console.WriteLine(Measurements.Latencies(label, times, failed, "connects", "failed"));
 
     /// <summary>Connects from <paramref name="from"/>, sends <paramref name="bytes"/> (nothing: a silent connection), waits until the node closes it, again.</summary>
     private static async Task ReplayLoopAsync(IPAddress from, IPEndPoint target, byte[] bytes, Action connected, CancellationToken stop)

@@ -124,7 +124,5 @@ internal static class MdnsFlood
     }
 
     private static void Report(string label, double[] times, int lost) =>
-        Console.WriteLine(times.Length == 0
-            ? $"{label}: no query answered ({lost} lost)"
-            : $"{label}: {times.Length} legacy queries answered, median {times[times.Length / 2]:N2} ms, p99 {times[Math.Min(times.Length - 1, (int)(times.Length * 0.99))]:N2} ms; {lost} unanswered within 1 s");
+        Console.WriteLine(Measurements.Latencies(label, times, lost, "legacy queries answered", "unanswered within 1 s"));
 }

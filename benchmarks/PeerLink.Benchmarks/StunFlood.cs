@@ -77,7 +77,5 @@ internal static class StunFlood
     }
 
     private static void Report(string label, double[] times, int failed) =>
-        Console.WriteLine(times.Length == 0
-            ? $"{label}: every Binding failed ({failed})"
-            : $"{label}: {times.Length} Bindings answered, median {times[times.Length / 2]:N2} ms, p99 {times[Math.Min(times.Length - 1, (int)(times.Length * 0.99))]:N2} ms; {failed} failed after 5 transmissions");
+        Console.WriteLine(Measurements.Latencies(label, times, failed, "Bindings answered", "failed after 5 transmissions"));
 }
