@@ -72,3 +72,19 @@ internal sealed class MdnsQuerier(
         query.Interval = TimeSpan.FromTicks(Math.Min(query.Interval.Ticks * 2, TimeSpan.FromMinutes(60).Ticks));
     }
 }
+
+/// <summary>A question the querier keeps asking.</summary>
+internal sealed class ContinuousQuery(DnsQuestion question, bool continuous, Func<DnsRecord, bool>? interest)
+{
+    public DnsQuestion Question { get; } = question;
+
+    public bool Continuous { get; } = continuous;
+
+    public TimeSpan Interval { get; set; }
+
+    public int Sent { get; set; }
+
+    public MdnsScheduler.Scheduled? Timer { get; set; }
+
+    public bool IsInterestedIn(DnsRecord record) => Question.IsAnsweredBy(record) || (interest?.Invoke(record) ?? false);
+}
