@@ -1,15 +1,12 @@
 using System;
-using System.Buffers;
 using System.Collections.Generic;
 using System.Diagnostics;
-using System.IO.Pipelines;
 using System.Linq;
 using System.Net;
-using System.Net.Sockets;
 using System.Threading;
 using System.Threading.Tasks;
 using PeerLink.Sessions;
-using PeerLink.Transport;
+using PeerLink.Testing;
 
 namespace PeerLink.Benchmarks;
 
@@ -35,7 +32,8 @@ internal static class HandshakeFlood
             }
         });
 
-        byte[] replay = await CaptureFirstMessageAsync(nodeIdentity.PeerId);
+        using PeerIdentity attacker = PeerIdentity.Generate();
+        byte[] replay = await HandshakeReplay.CaptureFirstMessageAsync(attacker, nodeIdentity.PeerId);
         using PeerIdentity legit = PeerIdentity.Generate();
         await using PeerNode client = await new PeerNodeBuilder(legit).StartAsync();
         var target = new IPEndPoint(IPAddress.Loopback, port);
@@ -51,14 +49,14 @@ internal static class HandshakeFlood
             var from = IPAddress.Parse($"127.0.1.{a + 1}");
             for (int c = 0; c < 32; c++)
             {
-                attackers.Add(Task.Run(() => ReplayLoopAsync(from, target, replay, () => Interlocked.Increment(ref floodConnections), stop.Token)));
+                attackers.Add(Task.Run(() => HandshakeReplay.ReplayLoopAsync(from, target, replay, () => Interlocked.Increment(ref floodConnections), stop.Token)));
             }
         }
 
         var loris = IPAddress.Parse("127.0.2.1");
         for (int c = 0; c < 64; c++)
         {
-            attackers.Add(Task.Run(() => ReplayLoopAsync(loris, target, [], () => Interlocked.Increment(ref floodConnections), stop.Token)));
+            attackers.Add(Task.Run(() => HandshakeReplay.ReplayLoopAsync(loris, target, [], () => Interlocked.Increment(ref floodConnections), stop.Token)));
         }
 
         long shedBefore = node.ShedConnections;
@@ -96,47 +94,4 @@ internal static class HandshakeFlood
 
     private static void Report(string label, double[] times, int failed) =>
         Console.WriteLine(Measurements.Latencies(label, times, failed, "connects", "failed"));
-
-    /// <summary>Connects from <paramref name="from"/>, sends <paramref name="bytes"/> (nothing: a silent connection), waits until the node closes it, again.</summary>
-    private static async Task ReplayLoopAsync(IPAddress from, IPEndPoint target, byte[] bytes, Action connected, CancellationToken stop)
-    {
-        byte[] sink = new byte[1024];
-        while (!stop.IsCancellationRequested)
-        {
-            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            try
-            {
-                socket.Bind(new IPEndPoint(from, 0));
-                await socket.ConnectAsync(target, stop);
-                connected();
-                if (bytes.Length > 0)
-                {
-                    await socket.SendAsync(bytes, SocketFlags.None, stop);
-                }
-
-                while (await socket.ReceiveAsync(sink, SocketFlags.None, stop) > 0)
-                {
-                }
-            }
-            catch (Exception e) when (e is SocketException or OperationCanceledException)
-            {
-            }
-        }
-    }
-
-    /// <summary>The bytes an IK initiator writes first (preamble and message 1), taken from an in-memory connection.</summary>
-    private static async Task<byte[]> CaptureFirstMessageAsync(PeerId responder)
-    {
-        using PeerIdentity someone = PeerIdentity.Generate();
-        (PeerConnection initiator, PeerConnection wire) = PeerConnection.CreatePair();
-        using var cancel = new CancellationTokenSource();
-        Task<SecureSession> connecting = SecureSession.ConnectAsync(initiator, new SecureSessionOptions { Identity = someone }, responder, cancellationToken: cancel.Token);
-        ReadResult read = await wire.Transport.Input.ReadAsync();
-        byte[] bytes = read.Buffer.ToArray();
-        wire.Transport.Input.AdvanceTo(read.Buffer.End);
-        await cancel.CancelAsync();
-        await connecting.ContinueWith(_ => { }, TaskScheduler.Default);
-        await wire.DisposeAsync();
-        return bytes;
-    }
 }

@@ -1,7 +1,5 @@
 using System;
-using System.Buffers;
 using System.Collections.Generic;
-using System.IO.Pipelines;
 using System.Linq;
 using System.Net;
 using System.Net.Sockets;
@@ -11,7 +9,6 @@ using PeerLink.Nat;
 using PeerLink.Nat.Stun;
 using PeerLink.Sessions;
 using PeerLink.Testing;
-using PeerLink.Transport;
 using Xunit;
 
 namespace PeerLink.FunctionalTests.Load;
@@ -114,7 +111,7 @@ public sealed class LoadAndFloodTests : PeerIdentities
         });
 
         // A valid IK first message for this node, replayed: each copy holds a pending-handshake slot until its timeout.
-        byte[] replay = await FirstMessageAsync(Alice.PeerId);
+        byte[] replay = await HandshakeReplay.CaptureFirstMessageAsync(Mallory, Alice.PeerId);
         using var stop = new CancellationTokenSource();
         var attackers = new List<Task>();
         for (int address = 1; address <= 16; address++)
@@ -122,7 +119,7 @@ public sealed class LoadAndFloodTests : PeerIdentities
             var from = IPAddress.Parse($"127.0.1.{address}");
             for (int c = 0; c < 32; c++)
             {
-                attackers.Add(Task.Run(() => ReplayAsync(from, target, replay, stop.Token)));
+                attackers.Add(Task.Run(() => HandshakeReplay.ReplayLoopAsync(from, target, replay, null, stop.Token)));
             }
         }
 
@@ -176,40 +173,5 @@ public sealed class LoadAndFloodTests : PeerIdentities
         await stop.CancelAsync();
         await flood.WaitAsync(Limit);
         Assert.True(sent > 1000, $"the flood sent only {sent} datagrams");
-    }
-
-    private static async Task ReplayAsync(IPAddress from, IPEndPoint target, byte[] bytes, CancellationToken stop)
-    {
-        byte[] sink = new byte[256];
-        while (!stop.IsCancellationRequested)
-        {
-            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            try
-            {
-                socket.Bind(new IPEndPoint(from, 0));
-                await socket.ConnectAsync(target, stop);
-                await socket.SendAsync(bytes, SocketFlags.None, stop);
-                while (await socket.ReceiveAsync(sink, SocketFlags.None, stop) > 0)
-                {
-                }
-            }
-            catch (Exception e) when (e is SocketException or OperationCanceledException)
-            {
-            }
-        }
-    }
-
-    private async Task<byte[]> FirstMessageAsync(PeerId responder)
-    {
-        (PeerConnection initiator, PeerConnection wire) = PeerConnection.CreatePair();
-        using var cancel = new CancellationTokenSource();
-        Task<SecureSession> connecting = SecureSession.ConnectAsync(initiator, new SecureSessionOptions { Identity = Mallory }, responder, cancellationToken: cancel.Token);
-        ReadResult read = await wire.Transport.Input.ReadAsync();
-        byte[] bytes = read.Buffer.ToArray();
-        wire.Transport.Input.AdvanceTo(read.Buffer.End);
-        await cancel.CancelAsync();
-        await Assert.ThrowsAnyAsync<Exception>(() => connecting);
-        await wire.DisposeAsync();
-        return bytes;
     }
 }
