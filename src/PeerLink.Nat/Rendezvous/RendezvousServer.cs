@@ -48,6 +48,8 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
     private readonly Dictionary<UInt128, (RelayCircuit Circuit, bool IsCaller)> _tokens = [];
     private readonly Dictionary<long, RelayCircuit> _circuits = [];
     private readonly HashSet<Task> _running = [];
+    private readonly TaskCompletionSource _served = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _serving;
     private readonly IRendezvousBackplane? _backplane;
     private Task _acceptLoop = Task.CompletedTask;
     private long _epoch;
@@ -244,6 +246,11 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
         }
 
         await Task.WhenAll(running).ConfigureAwait(false);
+        if (Volatile.Read(ref _serving) != 0)
+        {
+            await _served.Task.ConfigureAwait(false);   // the accept loop has ended: the count only goes down now
+        }
+
         if (_stun is not null)
         {
             await _stun.DisposeAsync().ConfigureAwait(false);
@@ -301,7 +308,8 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
                     continue;
                 }
 
-                Run(() => ServeConnectionAsync(connection, source));
+                Interlocked.Increment(ref _serving);
+                _ = ServeConnectionAsync(connection, source);
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -313,24 +321,39 @@ public sealed class RendezvousServer : IAsyncDisposable, IRendezvousTierNode
         }
     }
 
-    /// <summary>Tells an attach session from a relay connection by the first four bytes, within the handshake timeout.</summary>
+    /// <summary>
+    /// Tells an attach session from a relay connection by the first four bytes, within the handshake timeout. Counted in
+    /// <see cref="_serving"/> (not a task in <see cref="_running"/>: an attachment lasts long, and a task per device and
+    /// its continuation would be held all that time).
+    /// </summary>
     private async Task ServeConnectionAsync(PeerConnection connection, HandshakeAdmission.Ticket source)
     {
-        (ConnectionKind kind, byte version, UInt128 token) = await ReadPreambleAsync(connection).ConfigureAwait(false);
-        switch (kind)
+        try
         {
-            case ConnectionKind.Attach:
-                await ServeAttachmentAsync(connection, source).ConfigureAwait(false);   // releases the admission slot
-                return;
-            case ConnectionKind.Relay:
-                _admission.Release(source);
-                await JoinRelayAsync(connection, version, token).ConfigureAwait(false);
-                return;
-            default:
-                _admission.Release(source);
-                connection.Abort();
-                await connection.DisposeAsync().ConfigureAwait(false);
-                return;
+            await Task.Yield();   // off the accept loop
+            (ConnectionKind kind, byte version, UInt128 token) = await ReadPreambleAsync(connection).ConfigureAwait(false);
+            switch (kind)
+            {
+                case ConnectionKind.Attach:
+                    await ServeAttachmentAsync(connection, source).ConfigureAwait(false);   // releases the admission slot
+                    return;
+                case ConnectionKind.Relay:
+                    _admission.Release(source);
+                    await JoinRelayAsync(connection, version, token).ConfigureAwait(false);
+                    return;
+                default:
+                    _admission.Release(source);
+                    connection.Abort();
+                    await connection.DisposeAsync().ConfigureAwait(false);
+                    return;
+            }
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _serving) == 0 && _stopping.IsCancellationRequested)
+            {
+                _served.TrySetResult();
+            }
         }
     }
 

@@ -8,8 +8,8 @@ namespace PeerLink.Sessions;
 
 /// <summary>
 /// The received-message queue of one session: one writer (the receive loop), one reader at a time. Smaller than a
-/// channel when idle (an empty queue holds no array), and waiting allocates nothing: the reader's wait is one reusable
-/// value-task source.
+/// channel when idle (an empty queue holds no array), and waiting allocates nothing but a token's registration: the
+/// reader's wait is one reusable value-task source.
 /// </summary>
 /// <remarks>A waiting reader is resumed on the thread pool, never on the receive loop's thread.</remarks>
 internal sealed class Inbox : IValueTaskSource<bool>
@@ -17,6 +17,7 @@ internal sealed class Inbox : IValueTaskSource<bool>
     private readonly object _gate = new();
     private readonly Queue<PeerMessage> _queue = new();
     private ManualResetValueTaskSourceCore<bool> _waiter = new() { RunContinuationsAsynchronously = true };
+    private CancellationTokenRegistration _registration;   // the waiting reader's token, held here rather than in an async frame
     private bool _waiting;
     private bool _completed;
     private Exception? _error;
@@ -88,7 +89,7 @@ internal sealed class Inbox : IValueTaskSource<bool>
         }
     }
 
-    /// <summary>Waits until a message or the end is available. One waiter at a time. Allocates nothing without a token.</summary>
+    /// <summary>Waits until a message or the end is available. One waiter at a time. Allocates nothing but a token's registration.</summary>
     public ValueTask<bool> WaitAsync(CancellationToken cancellationToken)
     {
         ValueTask<bool> wait;
@@ -107,15 +108,16 @@ internal sealed class Inbox : IValueTaskSource<bool>
             _waiter.Reset();
             _waiting = true;
             wait = new ValueTask<bool>(this, _waiter.Version);
+
+            // Registered under the gate, so that the wait cannot end before the registration is stored (GetResult
+            // disposes it); a token already cancelled runs Cancel here, on this thread (the gate is re-entrant).
+            if (cancellationToken.CanBeCanceled)
+            {
+                _registration = cancellationToken.UnsafeRegister(static (state, token) => ((Inbox)state!).Cancel(token), this);
+            }
         }
 
-        return cancellationToken.CanBeCanceled ? WaitWithTokenAsync(wait, cancellationToken) : wait;
-    }
-
-    private async ValueTask<bool> WaitWithTokenAsync(ValueTask<bool> wait, CancellationToken cancellationToken)
-    {
-        using CancellationTokenRegistration registration = cancellationToken.UnsafeRegister(static (state, token) => ((Inbox)state!).Cancel(token), this);
-        return await wait.ConfigureAwait(false);
+        return wait;
     }
 
     /// <summary>Removes everything still queued (on dispose).</summary>
@@ -129,7 +131,18 @@ internal sealed class Inbox : IValueTaskSource<bool>
         }
     }
 
-    bool IValueTaskSource<bool>.GetResult(short token) => _waiter.GetResult(token);
+    bool IValueTaskSource<bool>.GetResult(short token)
+    {
+        CancellationTokenRegistration registration;
+        lock (_gate)
+        {
+            registration = _registration;
+            _registration = default;
+        }
+
+        registration.Dispose();   // outside the gate: it waits for a Cancel that is running
+        return _waiter.GetResult(token);
+    }
 
     ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _waiter.GetStatus(token);
 

@@ -49,7 +49,14 @@ public sealed class SecureSession : IAsyncDisposable
     private readonly ITimer _keepAlive;
     private SessionKeepAlive _keepAlivePolicy;     // replaced whole by SetKeepAlive; a struct of two TimeSpans, read by the timer
     private int _disposed;
+    private const int TelemetryOpened = 1;
+    private const int TelemetryEnded = 2;
+
     private string _direction = "";
+
+    // Counting the session closed without a continuation on its completion (one fewer object per live session):
+    // 0 until it is counted open (TelemetryOpened) or ends (TelemetryEnded), whichever comes first.
+    private int _telemetryState;
 
     internal SecureSession(PeerConnection connection, NoiseTransport noise, NoiseProtocol protocol, PeerId remotePeerId, SessionHello remote, bool isInitiator, byte[] handshakeHash, SecureSessionOptions options, ILogger logger)
     {
@@ -575,12 +582,24 @@ public sealed class SecureSession : IAsyncDisposable
         _direction = Diagnostics.Telemetry.DirectionOf(IsInitiator);
         Diagnostics.Telemetry.SessionsOpened.Add(1, new(Diagnostics.Telemetry.Direction, _direction), new(Diagnostics.Telemetry.Pattern, pattern));
         Diagnostics.Telemetry.SessionsActive.Add(1, new KeyValuePair<string, object?>(Diagnostics.Telemetry.Direction, _direction));
-        _ = _completion.Task.ContinueWith(static (ended, state) => ((SecureSession)state!).ReportClosed(ended), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        if (Interlocked.CompareExchange(ref _telemetryState, TelemetryOpened, 0) == TelemetryEnded)
+        {
+            ReportClosed();   // it ended before it was counted open
+        }
     }
 
-    private void ReportClosed(Task ended)
+    /// <summary>Called once, by whoever completed the session: counts it closed if it was counted open.</summary>
+    private void ReportEnded()
     {
-        string reason = ended.Exception?.InnerException is { } error ? Diagnostics.Telemetry.OutcomeOf(error) : "closed";
+        if (Interlocked.Exchange(ref _telemetryState, TelemetryEnded) == TelemetryOpened)
+        {
+            ReportClosed();
+        }
+    }
+
+    private void ReportClosed()
+    {
+        string reason = _completion.Task.Exception?.InnerException is { } error ? Diagnostics.Telemetry.OutcomeOf(error) : "closed";
         Diagnostics.Telemetry.SessionsActive.Add(-1, new KeyValuePair<string, object?>(Diagnostics.Telemetry.Direction, _direction));
         Diagnostics.Telemetry.SessionsClosed.Add(1, new(Diagnostics.Telemetry.Direction, _direction), new(Diagnostics.Telemetry.Reason, reason));
     }
@@ -589,7 +608,10 @@ public sealed class SecureSession : IAsyncDisposable
     {
         _receiver.OnCompleted();
         _requests.FailAll(new PeerLinkException(PeerLinkError.SessionClosed, "The session closed before the response arrived."));
-        _completion.TrySetResult();
+        if (_completion.TrySetResult())
+        {
+            ReportEnded();
+        }
     }
 
     private void Fail(Exception error, bool abortConnection)
@@ -607,7 +629,10 @@ public sealed class SecureSession : IAsyncDisposable
         _receiver.OnFailed(error);
         _requests.FailAll(error);
 
-        _completion.TrySetException(error);
-        _ = _completion.Task.Exception;   // observed: the failure is reported through the session's operations
+        if (_completion.TrySetException(error))
+        {
+            _ = _completion.Task.Exception;   // observed: the failure is reported through the session's operations
+            ReportEnded();
+        }
     }
 }

@@ -63,7 +63,7 @@ internal static class SessionHandshake
                            : "The peer sent an empty handshake message.");
                 }
 
-                SessionHello remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)));
+                SessionHello remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)), options.ApplicationId);
 
                 // The responder is authenticated now (IK: it proved the expected key; XX: msg2 carried its key): decide
                 // before telling it anything more about us.
@@ -137,14 +137,14 @@ internal static class SessionHandshake
             {
                 if (ik)
                 {
-                    remote = SessionHello.Read(payload.AsMemory(0, payloadLength));
+                    remote = SessionHello.Read(payload.AsMemory(0, payloadLength), options.ApplicationId);
                 }
                 else
                 {
                     WriteFrame(output, buffer, handshake.WriteMessage(hello.WrittenMemory.Span, buffer));
                     await FlushAsync(output, scope.Timeout).ConfigureAwait(false);
                     length = await ReadFrameAsync(input, buffer, scope.Timeout).ConfigureAwait(false);
-                    remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)));
+                    remote = SessionHello.Read(payload.AsMemory(0, handshake.ReadMessage(buffer.AsSpan(0, length), payload)), options.ApplicationId);
                 }
 
                 PeerId remoteId = new PeerId(handshake.RemoteStaticPublicKey);

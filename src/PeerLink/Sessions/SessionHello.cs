@@ -34,7 +34,10 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
     }
 
     /// <summary>Reads a peer's hello; throws <see cref="PeerLinkException"/> (ProtocolViolation) when it is not one.</summary>
-    public static SessionHello Read(ReadOnlyMemory<byte> payload)
+    /// <param name="payload">The handshake payload.</param>
+    /// <param name="expectedApplication">This side's application id: when the peer's is the same, the hello carries this
+    /// instance instead of a new string, which every live session would otherwise hold.</param>
+    public static SessionHello Read(ReadOnlyMemory<byte> payload, string? expectedApplication = null)
     {
         try
         {
@@ -54,7 +57,16 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
                 }
                 else if (Is(key, "app"u8))
                 {
-                    application = reader.ReadString();
+                    MessagePackReader peek = reader;
+                    if (expectedApplication is not null && peek.NextType == MessagePackType.String && IsText(peek.ReadStringSequence(), expectedApplication))
+                    {
+                        reader = peek;
+                        application = expectedApplication;
+                    }
+                    else
+                    {
+                        application = reader.ReadString();
+                    }
                 }
                 else if (Is(key, "max"u8))
                 {
@@ -96,6 +108,18 @@ internal readonly record struct SessionHello(int Version, string ApplicationId, 
         {
             throw new PeerLinkException(PeerLinkError.ProtocolViolation, "The peer's handshake payload is not a valid MessagePack map.", e);
         }
+    }
+
+    private static bool IsText(in ReadOnlySequence<byte> utf8, string text)
+    {
+        const int MaxStack = 256;
+        if (utf8.Length > MaxStack || text.Length > MaxStack)
+        {
+            return false;
+        }
+
+        Span<byte> encoded = stackalloc byte[MaxStack * 3];
+        return System.Text.Encoding.UTF8.TryGetBytes(text, encoded, out int written) && Is(utf8, encoded[..written]);
     }
 
     private static bool Is(in ReadOnlySequence<byte> key, ReadOnlySpan<byte> name)

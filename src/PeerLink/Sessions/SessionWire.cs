@@ -1,6 +1,7 @@
 // The PeerLink session wire format (docs/protocol.md): preamble, u16be-length Noise messages, and inside each transport
 // message one or more records `type:u8 flags:u8 length:u16be body`.
 using System;
+using System.Threading;
 using PeerLink.Security.Noise;
 
 namespace PeerLink.Sessions;
@@ -56,8 +57,22 @@ internal static class SessionWire
         return pattern is >= 1 and <= 4 && (value & 0xE0) == 0;
     }
 
-    public static NoiseProtocol Protocol(bool ik, bool psk, bool aesGcm) =>
-        NoiseProtocol.Parse($"Noise_{(ik ? "IK" : "XX")}{(psk ? (ik ? "psk2" : "psk3") : "")}_25519_{(aesGcm ? "AESGCM" : "ChaChaPoly")}_SHA256");
+    // The eight protocols a session can use, parsed once: a NoiseProtocol is immutable, and every live session holds
+    // one (a parsed pattern and its names are about 400 bytes that an idle session would otherwise carry).
+    private static readonly NoiseProtocol?[] s_protocols = new NoiseProtocol?[8];
+
+    public static NoiseProtocol Protocol(bool ik, bool psk, bool aesGcm)
+    {
+        int index = (ik ? 1 : 0) | (psk ? 2 : 0) | (aesGcm ? 4 : 0);
+        NoiseProtocol? protocol = Volatile.Read(ref s_protocols[index]);
+        if (protocol is null)
+        {
+            protocol = NoiseProtocol.Parse($"Noise_{(ik ? "IK" : "XX")}{(psk ? (ik ? "psk2" : "psk3") : "")}_25519_{(aesGcm ? "AESGCM" : "ChaChaPoly")}_SHA256");
+            Volatile.Write(ref s_protocols[index], protocol);   // a race parses twice; either result is the same
+        }
+
+        return protocol;
+    }
 }
 
 /// <summary>Why a session ended, as carried by a CLOSE record.</summary>

@@ -38,15 +38,18 @@ internal sealed class SocketConnection : PeerConnection, IDuplexPipe
         LocalEndPoint = socket.LocalEndPoint;
         RemoteEndPoint = socket.RemoteEndPoint;
         socket.NoDelay = options.NoDelay;
-        _receivePipe = new Pipe(new PipeOptions(
-            pauseWriterThreshold: options.MaxReadBufferSize, resumeWriterThreshold: options.MaxReadBufferSize / 2,
-            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
-        _sendPipe = new Pipe(new PipeOptions(
-            pauseWriterThreshold: options.MaxWriteBufferSize, resumeWriterThreshold: options.MaxWriteBufferSize / 2,
-            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool, useSynchronizationContext: false));
-        _receiveLoop = Task.Run(ReceiveLoopAsync);
-        _sendLoop = Task.Run(SendLoopAsync);
+        (PipeOptions receive, PipeOptions send) = PipeOptionsFor(options);
+        _receivePipe = new Pipe(receive);
+        _sendPipe = new Pipe(send);
+
+        // Started here rather than through Task.Run: each loop runs to its first wait (the zero-byte receive, the empty
+        // send pipe) and holds no task beyond its own, which matters for a node holding thousands of idle connections.
+        _receiveLoop = ReceiveLoopAsync();
+        _sendLoop = SendLoopAsync();
     }
+
+    // Pipe options are immutable once made: the connections of a transport share one pair instead of two per connection.
+    private static PipeOptionsPair? s_pipeOptions;
 
     public override string ConnectionId { get; }
 
@@ -99,6 +102,23 @@ internal sealed class SocketConnection : PeerConnection, IDuplexPipe
         await _receiveLoop.ConfigureAwait(false);
         SignalClosed();
         _closed.Dispose();
+    }
+
+    private static (PipeOptions Receive, PipeOptions Send) PipeOptionsFor(TcpTransportOptions options)
+    {
+        if (Volatile.Read(ref s_pipeOptions) is { } cached && cached.Read == options.MaxReadBufferSize && cached.Write == options.MaxWriteBufferSize)
+        {
+            return (cached.Receive, cached.Send);
+        }
+
+        var receive = new PipeOptions(
+            pauseWriterThreshold: options.MaxReadBufferSize, resumeWriterThreshold: options.MaxReadBufferSize / 2,
+            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
+        var send = new PipeOptions(
+            pauseWriterThreshold: options.MaxWriteBufferSize, resumeWriterThreshold: options.MaxWriteBufferSize / 2,
+            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool, useSynchronizationContext: false);
+        Volatile.Write(ref s_pipeOptions, new PipeOptionsPair(options.MaxReadBufferSize, options.MaxWriteBufferSize, receive, send));
+        return (receive, send);
     }
 
     private async Task ReceiveLoopAsync()
@@ -213,4 +233,6 @@ internal sealed class SocketConnection : PeerConnection, IDuplexPipe
         {
         }
     }
+
+    private sealed record PipeOptionsPair(long Read, long Write, PipeOptions Receive, PipeOptions Send);
 }

@@ -405,7 +405,7 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
 
                 uint responderIndex = BinaryPrimitives.ReadUInt32BigEndian(datagram.AsSpan(4));
                 int payloadLength = handshake.ReadMessage(datagram.AsSpan(DatagramWire.ResponseHeaderSize), scope.Payload);
-                SessionHello remote = SessionHello.Read(scope.Payload.AsMemory(0, payloadLength));
+                SessionHello remote = SessionHello.Read(scope.Payload.AsMemory(0, payloadLength), _options.ApplicationId);
                 PeerId remoteId = new PeerId(handshake.RemoteStaticPublicKey);
                 if (remote.ApplicationId != _options.ApplicationId)
                 {
@@ -675,7 +675,7 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
             {
                 try
                 {
-                    remote = SessionHello.Read(payload.AsMemory(0, payloadLength));
+                    remote = SessionHello.Read(payload.AsMemory(0, payloadLength), _options.ApplicationId);
                 }
                 catch (PeerLinkException)
                 {
@@ -748,7 +748,7 @@ public sealed class UdpTransport : IAsyncDisposable, IDatagramSender
         try
         {
             int payloadLength = responder.Handshake.ReadMessage(datagram[DatagramWire.FinishHeaderSize..], payload);
-            SessionHello remote = SessionHello.Read(payload.AsMemory(0, payloadLength));
+            SessionHello remote = SessionHello.Read(payload.AsMemory(0, payloadLength), _options.ApplicationId);
             var outcome = new HandshakeOutcome(responder.Handshake.Split(), responder.Protocol, new PeerId(responder.Handshake.RemoteStaticPublicKey), remote, responder.Handshake.HandshakeHash.ToArray(), Refused: false);
             _byIndex[index] = responder;
             Complete(responder, outcome, index);

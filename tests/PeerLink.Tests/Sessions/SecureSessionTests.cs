@@ -180,6 +180,34 @@ public sealed class SecureSessionTests : PeerIdentities
     }
 
     [Fact]
+    public async Task AReceiveTokenCancelledAfterItsReceiveEndedDoesNotCancelTheNextReceive()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
+        using var cancel = new System.Threading.CancellationTokenSource();
+
+        ValueTask<PeerMessage?> first = pair.Responder.ReceiveAsync(cancel.Token);
+        await pair.Initiator.SendAsync("one"u8.ToArray());
+        Assert.Equal("one"u8.ToArray(), (await first.AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+        ValueTask<PeerMessage?> second = pair.Responder.ReceiveAsync();
+        await cancel.CancelAsync();   // the first receive's registration must be gone
+
+        Assert.False(second.IsCompleted);
+        await pair.Initiator.SendAsync("two"u8.ToArray());
+        Assert.Equal("two"u8.ToArray(), (await second.AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task AReceiveWithACancelledTokenEndsAtOnceAndTheSessionStaysUsable()
+    {
+        await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pair.Responder.ReceiveAsync(new System.Threading.CancellationToken(canceled: true)).AsTask().WaitAsync(Limit));
+
+        await pair.Initiator.SendAsync("after"u8.ToArray());
+        Assert.Equal("after"u8.ToArray(), (await pair.Responder.ReceiveAsync().AsTask().WaitAsync(Limit))!.Value.Payload.ToArray());
+    }
+
+    [Fact]
     public async Task OnlyOneReceiveMayWaitAtATime()
     {
         await using SessionPair pair = await SessionPair.OpenAsync(Alice, Bob, ik: true);

@@ -37,6 +37,25 @@ public sealed class SessionHelloTests
     }
 
     [Fact]
+    public void TheSameApplicationIdIsThisSidesInstanceAndAnotherIsThePeers()
+    {
+        const string Mine = "thermostat-é";   // not ASCII: compared as UTF-8
+        var writer = new ArrayBufferWriter<byte>();
+        new SessionHello(1, new string(Mine.AsSpan()), 1024).WriteTo(writer);
+
+        SessionHello same = SessionHello.Read(writer.WrittenMemory, Mine);
+        Assert.Same(Mine, same.ApplicationId);
+
+        SessionHello other = SessionHello.Read(writer.WrittenMemory, "thermostat-e");
+        Assert.Equal(Mine, other.ApplicationId);
+        Assert.NotSame(Mine, other.ApplicationId);
+
+        writer.ResetWrittenCount();
+        new SessionHello(1, new string('a', 300), 1024).WriteTo(writer);   // longer than the comparison's stack buffer
+        Assert.Equal(new string('a', 300), SessionHello.Read(writer.WrittenMemory, new string('a', 300)).ApplicationId);
+    }
+
+    [Fact]
     public void TheAesFeatureIsReadAmongOthersOfAnyType()
     {
         var writer = new ArrayBufferWriter<byte>();
