@@ -74,6 +74,7 @@ internal sealed class HandshakeAdmission
         }
 
         Ticket? victim = null;
+        Action? evictVictim = null;
         lock (_gate)
         {
             _bySource.TryGetValue(source, out LinkedList<Ticket>? mine);
@@ -91,6 +92,7 @@ internal sealed class HandshakeAdmission
                     return ShedReason.PendingHandshakes;
                 }
 
+                evictVictim = victim.Evict;
                 RemoveLocked(victim);
                 Evicted++;
             }
@@ -105,7 +107,7 @@ internal sealed class HandshakeAdmission
             _pending++;
         }
 
-        victim?.Evict!();
+        evictVictim?.Invoke();
         return ShedReason.None;
     }
 
@@ -149,6 +151,7 @@ internal sealed class HandshakeAdmission
         LinkedList<Ticket> list = ticket.Node!.List!;
         list.Remove(ticket.Node);
         ticket.Node = null;
+        ticket.Forget();
         _pending--;
         if (list.Count == 0)
         {
@@ -161,10 +164,13 @@ internal sealed class HandshakeAdmission
     {
         public UInt128 Source { get; } = source;
 
-        public Action? Evict { get; } = evict;
+        /// <summary>Aborts the connection; dropped once the slot is given back, so that a long-lived connection does not keep it.</summary>
+        public Action? Evict { get; private set; } = evict;
 
         /// <summary>Its place in its source's list while it holds a slot; null once released or evicted.</summary>
         public LinkedListNode<Ticket>? Node { get; set; }
+
+        public void Forget() => Evict = null;
     }
 
     /// <summary>Whether this refusal should be logged now; if so, how many were refused without a log since the last.</summary>

@@ -27,7 +27,7 @@ namespace PeerLink.Sessions;
 /// must come from one reader at a time. A graceful <see cref="CloseAsync"/> delivers every message whose send completed
 /// before it; <see cref="Abort"/> drops what is queued, and both sides see an abort.
 /// </remarks>
-public sealed class SecureSession : IAsyncDisposable
+public sealed class SecureSession : IAsyncDisposable, ISessionLifetime
 {
     private readonly PeerConnection _connection;
     private readonly PipeWriter _output;
@@ -75,8 +75,8 @@ public sealed class SecureSession : IAsyncDisposable
         HandshakeHash = handshakeHash;
         _sendLimit = Math.Min(options.MaxMessageSize, remote.MaxMessageSize);
         _requests = new RequestTracker(_time);
-        _sender = new SessionSender(_output, noise.Send!, _sendLimit, options, logger, connection.ConnectionId, e => Fail(e, abortConnection: true));
-        _receiver = new SessionReceiver(_input, noise.Receive!, options, logger, connection.ConnectionId, _sender, _requests, Fail, Complete);
+        _sender = new SessionSender(_output, noise.Send!, _sendLimit, options, logger, connection.ConnectionId, this);
+        _receiver = new SessionReceiver(_input, noise.Receive!, options, logger, connection.ConnectionId, _sender, _requests, this);
         _keepAlivePolicy = new SessionKeepAlive(options.KeepAliveInterval, options.IdleTimeout);
         if (connection is Transport.Datagrams.DatagramConnection datagrams)
         {
@@ -603,6 +603,10 @@ public sealed class SecureSession : IAsyncDisposable
         Diagnostics.Telemetry.SessionsActive.Add(-1, new KeyValuePair<string, object?>(Diagnostics.Telemetry.Direction, _direction));
         Diagnostics.Telemetry.SessionsClosed.Add(1, new(Diagnostics.Telemetry.Direction, _direction), new(Diagnostics.Telemetry.Reason, reason));
     }
+
+    void ISessionLifetime.Complete() => Complete();
+
+    void ISessionLifetime.Fail(Exception error, bool abortConnection) => Fail(error, abortConnection);
 
     private void Complete()
     {

@@ -31,8 +31,7 @@ internal sealed class SessionReceiver
     private readonly string _connectionId;
     private readonly SessionSender _sender;
     private readonly RequestTracker _requests;
-    private readonly Action<Exception, bool> _fail;
-    private readonly Action _complete;
+    private readonly ISessionLifetime _lifetime;
     private readonly Inbox _inbox = new();
     private readonly DeliveryBuffers _deliveryBuffers;
     private long _lastReceivedAt;
@@ -48,7 +47,7 @@ internal sealed class SessionReceiver
 
 
     public SessionReceiver(PipeReader input, NoiseCipherState cipher, SecureSessionOptions options, ILogger logger, string connectionId,
-        SessionSender sender, RequestTracker requests, Action<Exception, bool> fail, Action complete)
+        SessionSender sender, RequestTracker requests, ISessionLifetime lifetime)
     {
         _input = input;
         _cipher = cipher;
@@ -58,8 +57,7 @@ internal sealed class SessionReceiver
         _connectionId = connectionId;
         _sender = sender;
         _requests = requests;
-        _fail = fail;
-        _complete = complete;
+        _lifetime = lifetime;
         _deliveryBuffers = new DeliveryBuffers(options.MaxReceiveQueueBytes);
         _lastReceivedAt = _time.GetTimestamp();
     }
@@ -250,11 +248,11 @@ internal sealed class SessionReceiver
                 {
                     if (_remoteClosed)
                     {
-                        _complete();
+                        _lifetime.Complete();
                     }
                     else
                     {
-                        _fail(new PeerLinkException(PeerLinkError.ConnectionReset, "The peer's connection ended without a CLOSE: the session was aborted."), false);
+                        _lifetime.Fail(new PeerLinkException(PeerLinkError.ConnectionReset, "The peer's connection ended without a CLOSE: the session was aborted."), false);
                     }
 
                     return;
@@ -284,11 +282,11 @@ internal sealed class SessionReceiver
                 }
             }
 
-            _fail(e, true);
+            _lifetime.Fail(e, true);
         }
         catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException or OperationCanceledException)
         {
-            _fail(new PeerLinkException(PeerLinkError.ConnectionAborted, "The session's connection was closed.", e), true);
+            _lifetime.Fail(new PeerLinkException(PeerLinkError.ConnectionAborted, "The session's connection was closed.", e), true);
         }
         finally
         {

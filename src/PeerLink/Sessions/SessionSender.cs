@@ -30,7 +30,7 @@ internal sealed class SessionSender
     private readonly ILogger _logger;
     private readonly string _connectionId;
     private readonly int _sendLimit;
-    private readonly Action<Exception> _onFailure;
+    private readonly ISessionLifetime _lifetime;
     private readonly FlushWorkItem _flusher;
 
     // Send side, guarded by _sendGate.
@@ -59,7 +59,7 @@ internal sealed class SessionSender
     private static readonly TimeSpan InlineFlushGap = TimeSpan.FromMicroseconds(50);
 
 
-    public SessionSender(PipeWriter output, NoiseCipherState cipher, int sendLimit, SecureSessionOptions options, ILogger logger, string connectionId, Action<Exception> onFailure)
+    public SessionSender(PipeWriter output, NoiseCipherState cipher, int sendLimit, SecureSessionOptions options, ILogger logger, string connectionId, ISessionLifetime lifetime)
     {
         _output = output;
         _cipher = cipher;
@@ -68,7 +68,7 @@ internal sealed class SessionSender
         _time = options.TimeProvider;
         _logger = logger;
         _connectionId = connectionId;
-        _onFailure = onFailure;
+        _lifetime = lifetime;
         _flusher = new FlushWorkItem(this);
         _keyCreatedAt = _lastSentAt = _time.GetTimestamp();
     }
@@ -488,7 +488,7 @@ internal sealed class SessionSender
         }
         catch (Exception e)
         {
-            _onFailure(e as PeerLinkException ?? new PeerLinkException(PeerLinkError.ConnectionReset, $"Sending failed: {e.Message}", e));
+            _lifetime.Fail(e as PeerLinkException ?? new PeerLinkException(PeerLinkError.ConnectionReset, $"Sending failed: {e.Message}", e), abortConnection: true);
         }
     }
 
