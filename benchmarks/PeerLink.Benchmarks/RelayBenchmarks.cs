@@ -108,6 +108,7 @@ public class RelayThroughputBenchmarks
         new PeerNodeBuilder(identity).UseRendezvous(_server.EndPoint, _server.PeerId, o =>
         {
             o.UpgradeToDirect = upgrade;
+            o.PunchUdp = false;   // TCP paths only: the upgraded session is the path layer on a direct TCP socket
             o.PunchAddresses = [IPAddress.Loopback];
         });
 

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.IO.Pipelines;
 using System.Linq;
 using System.Net;
 using System.Runtime.CompilerServices;
@@ -356,7 +357,7 @@ public sealed class PeerNode : IAsyncDisposable
                 }
 
                 handshakes.RemoveAll(t => t.IsCompleted);
-                handshakes.Add(Task.Run(() => HandshakeAsync(connection, ticket!)));
+                handshakes.Add(HandshakeAsync(connection, ticket!));
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -398,8 +399,21 @@ public sealed class PeerNode : IAsyncDisposable
         _ => $"{_options.MaxSessions} sessions open",
     };
 
+    /// <summary>
+    /// Started on the accept loop, which it leaves at its first wait: when the peer's first message has not arrived yet
+    /// (the usual case), that is the wait for it, and the handshake then runs on the thread that receives it, without a
+    /// hop; when it is already buffered, a hop to the thread pool first, so that the accept loop never does the
+    /// handshake's cryptography.
+    /// </summary>
     private async Task HandshakeAsync(PeerConnection connection, HandshakeAdmission.Ticket ticket)
     {
+        PipeReader input = connection.Transport.Input;
+        if (input.TryRead(out ReadResult buffered))
+        {
+            input.AdvanceTo(buffered.Buffer.Start);   // nothing consumed or examined: the handshake reads it
+            await Task.Yield();
+        }
+
         try
         {
             SecureSession session = await SecureSession.AcceptAsync(connection, _sessionOptions, _loggerFactory, _stopping.Token).ConfigureAwait(false);
