@@ -49,8 +49,9 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
     private readonly CancellationTokenSource _closed = new();
     private readonly ITimer _timer;
     private readonly Task _sendLoop;
-    private TaskCompletionSource _receiveChanged = NewSignal();
-    private TaskCompletionSource _sendWake = NewSignal();
+    // Made by a waiter, under _gate, and taken by whoever signals: nothing is allocated per frame or per ACK when nobody waits.
+    private TaskCompletionSource? _receiveChanged;
+    private TaskCompletionSource? _sendWake;
     private Path _sendPath;
     private Path? _active;          // the path whose DATA is delivered now
     private Path? _switchTo;        // a path the sender should move to at the next frame boundary
@@ -312,29 +313,36 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         return path;
     }
 
+    /// <summary>A path event: the send loop looks again, whether it waits for the session's bytes or for the window.</summary>
     private void WakeSender()
     {
         _toNetwork.Reader.CancelPendingRead();
-        TaskCompletionSource wake;
+        ReleaseSendWaiter();
+    }
+
+    /// <summary>Ends the send loop's wait for the window or an event, if it waits; a wait for the session's bytes goes on.</summary>
+    private void ReleaseSendWaiter()
+    {
+        TaskCompletionSource? wake;
         lock (_gate)
         {
             wake = _sendWake;
-            _sendWake = NewSignal();
+            _sendWake = null;
         }
 
-        wake.TrySetResult();
+        wake?.TrySetResult();
     }
 
     private void SignalReceive()
     {
-        TaskCompletionSource changed;
+        TaskCompletionSource? changed;
         lock (_gate)
         {
             changed = _receiveChanged;
-            _receiveChanged = NewSignal();
+            _receiveChanged = null;
         }
 
-        changed.TrySetResult();
+        changed?.TrySetResult();
     }
 
     // ---- sending --------------------------------------------------------------------------------------------------
@@ -356,15 +364,16 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
                     PathChanged?.Invoke(announced.Kind);
                 }
 
-                bool full;
-                Task wake;
+                Task? wake = null;
                 lock (_gate)
                 {
-                    full = _sent - _acked >= _window;
-                    wake = _sendWake.Task;
+                    if (_sent - _acked >= _window)
+                    {
+                        wake = (_sendWake ??= NewSignal()).Task;
+                    }
                 }
 
-                if (full)
+                if (wake is not null)
                 {
                     await wake.ConfigureAwait(false);   // the window is full: wait for an ACK (or a path event)
                     continue;
@@ -428,7 +437,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         Task wake;
         lock (_gate)
         {
-            wake = _sendWake.Task;
+            wake = (_sendWake ??= NewSignal()).Task;
         }
 
         await wake.ConfigureAwait(false);
@@ -757,7 +766,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
 
                 lock (_gate)
                 {
-                    changed = _receiveChanged.Task;
+                    changed = (_receiveChanged ??= NewSignal()).Task;
                 }
             }
             finally
@@ -830,7 +839,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
             }
         }
 
-        WakeSender();
+        ReleaseSendWaiter();   // only a sender waiting for the window cares; one reading the session's bytes reads on
     }
 
     // ---- liveness -------------------------------------------------------------------------------------------------
