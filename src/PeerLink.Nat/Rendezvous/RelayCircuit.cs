@@ -187,9 +187,13 @@ internal sealed class RelayCircuit
                     return RelayPumpOutcome.ByteLimit;
                 }
 
-                foreach (ReadOnlyMemory<byte> segment in buffer)
+                // One span for the turn (at most MaxBytesPerTurn): written piecewise, it would spread over the pipe's 4 KiB
+                // segments, and the socket sends each segment with its own call.
+                int length = (int)buffer.Length;
+                if (length > 0)
                 {
-                    to.Write(segment.Span);
+                    buffer.CopyTo(to.GetSpan(length));
+                    to.Advance(length);
                 }
 
                 if (NatTelemetry.RelayedBytes.Enabled)

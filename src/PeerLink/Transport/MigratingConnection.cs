@@ -548,15 +548,14 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         await path.WriteLock.WaitAsync().ConfigureAwait(false);
         try
         {
+            // One span for the header and the data: written piecewise, a 32 KiB chunk would spread over the pipe's 4 KiB
+            // segments, and the socket sends each segment with its own call (about five per 16 KiB message).
             PipeWriter output = path.Connection.Transport.Output;
-            Span<byte> header = output.GetSpan(HeaderLength);
-            header[0] = type;
-            BinaryPrimitives.WriteInt64BigEndian(header[1..], value);
-            output.Advance(HeaderLength);
-            if (!data.IsEmpty)
-            {
-                output.Write(data.Span);
-            }
+            Span<byte> frame = output.GetSpan(HeaderLength + data.Length);
+            frame[0] = type;
+            BinaryPrimitives.WriteInt64BigEndian(frame[1..], value);
+            data.Span.CopyTo(frame[HeaderLength..]);
+            output.Advance(HeaderLength + data.Length);
 
             FlushResult flush = await output.FlushAsync().ConfigureAwait(false);
             if (flush.IsCompleted || flush.IsCanceled)
@@ -710,11 +709,11 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
                 return;
             }
 
+            // In one span, so that the session finds its Noise messages whole rather than across 4 KiB segments.
             PipeWriter writer = _fromNetwork.Writer;
-            foreach (ReadOnlyMemory<byte> segment in data)
-            {
-                writer.Write(segment.Span);
-            }
+            int length = (int)data.Length;
+            data.CopyTo(writer.GetSpan(length));
+            writer.Advance(length);
 
             long received = Interlocked.Add(ref _received, data.Length);
             await writer.FlushAsync().ConfigureAwait(false);
