@@ -136,6 +136,9 @@ internal sealed class UdpPunch : IDisposable
     /// <summary>The server-reflexive address, when STUN answered.</summary>
     public IPEndPoint? Observed { get; }
 
+    /// <summary>Picks the port of each birthday-probing check: a random one of 1,024-65,535 (tests choose theirs).</summary>
+    internal Func<int> SprayPort { get; set; } = static () => Random.Shared.Next(1024, 65536);
+
     /// <summary>Probes that did not verify (for tests and diagnostics).</summary>
     public long RejectedProbes => Interlocked.Read(ref _rejected);
 
@@ -227,8 +230,15 @@ internal sealed class UdpPunch : IDisposable
                     if (pair is null && pairs.Count < MaxPairs)
                     {
                         // A check from an address the peer did not offer: its NAT's port for us. Check it back at once.
-                        uint priority = UdpCandidate.PriorityOf(UdpCandidateKind.PeerReflexive, 65535);
-                        pair = new Pair(new UdpCandidate(UdpCandidateKind.PeerReflexive, e.From, priority), UdpCandidate.PairPriority(priority, localPriority));
+                        // If it is a port we sprayed to, that is how it got through our NAT (its check can come before
+                        // any answer to ours, when ours reached its NAT before the mapping did): say so.
+                        pair = spray is null ? null : SprayedTo(transactions, e.From);
+                        if (pair is null)
+                        {
+                            uint priority = UdpCandidate.PriorityOf(UdpCandidateKind.PeerReflexive, 65535);
+                            pair = new Pair(new UdpCandidate(UdpCandidateKind.PeerReflexive, e.From, priority), UdpCandidate.PairPriority(priority, localPriority));
+                        }
+
                         pairs.Add(pair);
                     }
 
@@ -299,7 +309,7 @@ internal sealed class UdpPunch : IDisposable
                 {
                     if (spray is not null)
                     {
-                        var guess = new IPEndPoint(spray, Random.Shared.Next(1024, 65536));
+                        var guess = new IPEndPoint(spray, SprayPort());
                         uint priority = UdpCandidate.PriorityOf(UdpCandidateKind.PeerReflexive, 0);
                         target = new Pair(new UdpCandidate(UdpCandidateKind.PeerReflexive, guess, priority), UdpCandidate.PairPriority(priority, localPriority)) { Sprayed = true };
                         sprayed++;
@@ -338,6 +348,19 @@ internal sealed class UdpPunch : IDisposable
 
             cancellationToken.ThrowIfCancellationRequested();
         }
+    }
+
+    private static Pair? SprayedTo(Dictionary<ulong, (Pair Pair, bool Nominate)> transactions, IPEndPoint from)
+    {
+        foreach ((Pair pair, bool _) in transactions.Values)
+        {
+            if (pair.Sprayed && pair.Remote.Equals(from))
+            {
+                return pair;
+            }
+        }
+
+        return null;
     }
 
     private long Elapsed(long started) => (long)_time.GetElapsedTime(started).TotalMilliseconds;

@@ -81,6 +81,52 @@ public sealed class UdpPunchTests : PeerIdentities
         await AssertCarriesAsync(toAlice, toBob, 50_000);
     }
 
+    /// <summary>
+    /// Birthday probing, where the peer's check comes in before any answer to ours: Alice sprays Bob's NAT, and her check
+    /// to his port arrives before the mapping carries anything (the NAT drops it). Bob's check then comes from that port,
+    /// which Alice's NAT would let in only because she sprayed it: the path says it was found by birthday probing.
+    /// </summary>
+    [Fact]
+    public async Task APortThatWasSprayedIsSaidToBeFoundByBirthdayProbingEvenWhenThePeersCheckArrivesFirst()
+    {
+        await using UdpTransport alice = Bind(Alice);
+        await using UdpTransport bob = Bind(Bob);
+        using var nat = new RebindingUdpNat(alice.LocalEndPoint);
+        using UdpPunch fromAlice = await PrepareAsync(alice);
+        using UdpPunch fromBob = await PrepareAsync(bob);
+        using var closed = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        int closedPort = ((IPEndPoint)closed.LocalEndPoint!).Port;
+        var sprayedBobsPort = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int sprays = 0;
+        fromAlice.SprayPort = () => ++sprays switch
+        {
+            1 => nat.BackEndPoint.Port,
+            2 => SignalThen(sprayedBobsPort, closedPort),   // the first went out before this one is picked
+            _ => closedPort,
+        };
+        UdpCandidate[] bobOffers = [new(UdpCandidateKind.ServerReflexive, (IPEndPoint)closed.LocalEndPoint!, UdpCandidate.PriorityOf(UdpCandidateKind.ServerReflexive, 65535))];
+        UdpCandidate[] aliceSeenByBob = [new(UdpCandidateKind.ServerReflexive, nat.EndPoint, UdpCandidate.PriorityOf(UdpCandidateKind.ServerReflexive, 65535))];
+
+        Task<UdpPunchResult> a = fromAlice.RunAsync(bobOffers, fromBob.Index, fromBob.Secret, controlling: false, Budget, CancellationToken.None, spray: IPAddress.Loopback);
+        await sprayedBobsPort.Task.WaitAsync(Limit);
+        Task<UdpPunchResult> b = fromBob.RunAsync(aliceSeenByBob, fromAlice.Index, fromAlice.Secret, controlling: true, Budget, CancellationToken.None);
+        UdpPunchResult[] results = await Task.WhenAll(a, b).WaitAsync(Limit);
+
+        await using PeerConnection toBob = Assert.IsAssignableFrom<PeerConnection>(results[0].Connection);
+        await using PeerConnection toAlice = Assert.IsAssignableFrom<PeerConnection>(results[1].Connection);
+        Assert.Contains("(a port of the peer's NAT found by birthday probing) nominated by the peer", results[0].Detail);
+        Assert.Equal(nat.BackEndPoint, toBob.RemoteEndPoint);
+        await AssertCarriesAsync(toBob, toAlice, 50_000);
+        await AssertCarriesAsync(toAlice, toBob, 50_000);
+    }
+
+    private static int SignalThen(TaskCompletionSource signal, int port)
+    {
+        signal.TrySetResult();
+        return port;
+    }
+
     [Fact]
     public async Task WhenNothingAnswersTheAttemptEndsAtItsBudgetAndSaysWhy()
     {
