@@ -70,6 +70,15 @@ if (mdnsFlood >= 0)
     return;
 }
 
+// --relay-loop direct|relayed|upgraded [SECONDS]: one of RelayThroughputBenchmarks' sessions in a plain loop, for
+// perf stat / strace (docs/benchmarks.md): prints the time, thread-pool work items and messages per second.
+int relayLoop = Array.IndexOf(args, "--relay-loop");
+if (relayLoop >= 0)
+{
+    await RelayThroughputBenchmarks.LoopAsync(args[relayLoop + 1], relayLoop + 2 < args.Length ? int.Parse(args[relayLoop + 2], System.Globalization.CultureInfo.InvariantCulture) : 20);
+    return;
+}
+
 if (args.Length == 5 && args[0] == "--load-clients")
 {
     await SessionLoad.ClientsAsync(System.Net.IPEndPoint.Parse(args[1]), PeerLink.PeerId.Parse(args[2]), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture));

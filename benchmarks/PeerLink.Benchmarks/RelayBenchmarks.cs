@@ -104,6 +104,34 @@ public class RelayThroughputBenchmarks
     [Benchmark(OperationsPerInvoke = Messages)]
     public Task UpgradedSession() => SendAsync(_upgraded, _upgradedDone);
 
+    /// <summary>One session's benchmark body in a loop for <paramref name="seconds"/>, with counts per message.</summary>
+    public static async Task LoopAsync(string which, int seconds)
+    {
+        var b = new RelayThroughputBenchmarks { MessageSize = 16 * 1024 };
+        await b.SetupAsync();
+        Func<Task> body = which switch
+        {
+            "direct" => b.DirectSession,
+            "relayed" => b.RelayedSession,
+            "upgraded" => b.UpgradedSession,
+            _ => throw new ArgumentException("direct, relayed or upgraded", nameof(which)),
+        };
+        await body();   // warm up
+        long items = ThreadPool.CompletedWorkItemCount;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        long messages = 0;
+        while (watch.Elapsed.TotalSeconds < seconds)
+        {
+            await body();
+            messages += Messages;
+        }
+
+        watch.Stop();
+        Console.WriteLine($"{which}: {messages} messages, {watch.Elapsed.TotalMilliseconds * 1000 / messages:F2} us per message, " +
+            $"{(ThreadPool.CompletedWorkItemCount - items) / (double)messages:F3} thread-pool work items per message, pid {Environment.ProcessId}");
+        await b.CleanupAsync();
+    }
+
     private PeerNodeBuilder Device(PeerIdentity identity, bool upgrade) =>
         new PeerNodeBuilder(identity).UseRendezvous(_server.EndPoint, _server.PeerId, o =>
         {

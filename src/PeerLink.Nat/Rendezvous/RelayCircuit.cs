@@ -30,7 +30,7 @@ internal enum RelayPumpOutcome
 /// </remarks>
 internal sealed class RelayCircuit
 {
-    public const int MaxBytesPerTurn = 64 * 1024;
+    public const int MaxBytesPerTurn = 128 * 1024;
 
     private readonly Lock _gate = new();
     private readonly CancellationTokenSource _stop = new();

@@ -30,7 +30,8 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
     internal const byte Fin = 6;
 
     private const int ChunkSize = 32 * 1024;
-    private const int AckEvery = 64 * 1024;
+    private const int MaxBatch = 4 * ChunkSize;   // what one send-loop turn frames and flushes at most
+    private const int AckEvery = 256 * 1024;   // an ACK costs the receiver a send and the sender a wake-up
     private const int HeaderLength = 1 + 8;    // type and offset, or type and 4-byte length (DATA) padded to the same parse
 
     private static long s_next;
@@ -40,10 +41,12 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
     private readonly TimeSpan _keepAlive;
     private readonly TimeSpan _pathTimeout;
     private readonly long _window;
+    private readonly long _ackEvery;
     private readonly Lock _gate = new();
     private readonly SemaphoreSlim _stream = new(1, 1);
     private readonly List<Path> _paths = [];
     private readonly Queue<Chunk> _unacked = new();
+    private readonly Chunk[] _batch = new Chunk[MaxBatch / ChunkSize];   // the send loop's, for one turn
     private readonly Stack<byte[]> _freeChunks = new();   // this connection's own: a full window is more than ArrayPool keeps
     private bool _chunksUsed;
     private readonly CancellationTokenSource _closed = new();
@@ -85,6 +88,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         _keepAlive = keepAlive;
         _pathTimeout = keepAlive * 3;
         _window = window;
+        _ackEvery = Math.Min(AckEvery, Math.Max(1, window / 4));   // a small window must not wait for the keepalive's ACK
         // As small as the socket transport's: what waits here is also held as pooled buffers, and ArrayPool keeps only a few per size.
         // Inline continuations, as the socket transport: the session's flush runs the path sender, and a delivery runs the
         // session's receive loop, without a thread hop each (a hop costs 25-30 us on two cores, PERF-NOTES).
@@ -411,19 +415,34 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
                     continue;
                 }
 
-                int length = (int)Math.Min(buffer.Length, ChunkSize);
-                byte[] chunk = RentChunk();
-                buffer.Slice(0, length).CopyTo(chunk);
-                source.AdvanceTo(buffer.GetPosition(length));
-                long start;
+                // Everything the session wrote, up to a batch and what the window allows, framed as chunks and sent with
+                // one flush: the socket then sends the batch in one call, as it would the session's own.
+                long room;
                 lock (_gate)
                 {
-                    start = _sent;
-                    _unacked.Enqueue(new Chunk(start, chunk, length));
-                    _sent += length;
+                    room = _window - (_sent - _acked);
                 }
 
-                await WriteDataAsync(_sendPath, chunk.AsMemory(0, length)).ConfigureAwait(false);
+                long take = Math.Min(Math.Min(buffer.Length, room), MaxBatch);
+                int count = 0;
+                while (take > 0)
+                {
+                    int length = (int)Math.Min(take, ChunkSize);
+                    byte[] chunk = RentChunk();
+                    buffer.Slice(0, length).CopyTo(chunk);
+                    buffer = buffer.Slice(length);
+                    take -= length;
+                    lock (_gate)
+                    {
+                        _batch[count++] = new Chunk(_sent, chunk, length);
+                        _unacked.Enqueue(_batch[count - 1]);
+                        _sent += length;
+                    }
+                }
+
+                source.AdvanceTo(buffer.Start);
+                await WriteDataAsync(_sendPath, _batch.AsMemory(0, count)).ConfigureAwait(false);
+                Array.Clear(_batch, 0, count);
             }
         }
         catch (Exception e) when (e is InvalidOperationException or OperationCanceledException or ObjectDisposedException)
@@ -520,7 +539,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
             }
 
             int skip = (int)Math.Max(0, from - chunk.Start);
-            await WriteDataAsync(path, chunk.Buffer.AsMemory(skip, chunk.Length - skip)).ConfigureAwait(false);
+            await WriteAsync(path, Data, chunk.Length - skip, chunk.Buffer.AsMemory(skip, chunk.Length - skip)).ConfigureAwait(false);
         }
 
         if (_sourceDone)
@@ -534,7 +553,69 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         return WriteAsync(path, type, value, default);
     }
 
-    private ValueTask WriteDataAsync(Path path, ReadOnlyMemory<byte> data) => WriteAsync(path, Data, data.Length, data);
+    /// <summary>DATA frames for a batch of chunks, with one flush; a path that fails to take them is dead.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteDataAsync(Path path, ReadOnlyMemory<Chunk> chunks)
+    {
+        if (path.Dead)
+        {
+            return;
+        }
+
+        await path.WriteLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            // All the frames in one span: the socket sends a span with one call, as it does the session's own batches.
+            PipeWriter output = path.Connection.Transport.Output;
+            int total = 0;
+            foreach (Chunk chunk in chunks.Span)
+            {
+                total += HeaderLength + chunk.Length;
+            }
+
+            Span<byte> frames = output.GetSpan(total);
+            foreach (Chunk chunk in chunks.Span)
+            {
+                frames[0] = Data;
+                BinaryPrimitives.WriteInt64BigEndian(frames[1..], chunk.Length);
+                chunk.Buffer.AsSpan(0, chunk.Length).CopyTo(frames[HeaderLength..]);
+                frames = frames[(HeaderLength + chunk.Length)..];
+            }
+
+            output.Advance(total);
+
+            CheckFlush(path, await output.FlushAsync().ConfigureAwait(false));
+        }
+        catch (Exception e) when (e is PeerLinkException or InvalidOperationException or ObjectDisposedException or System.IO.IOException)
+        {
+            MarkDead(path, e as PeerLinkException ?? new PeerLinkException(PeerLinkError.ConnectionReset, $"The {path.Kind} path failed.", e));
+        }
+        finally
+        {
+            path.WriteLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// One frame in one span of the path's pipe: written piecewise, a 32 KiB chunk would spread over the pipe's 4 KiB
+    /// segments, and the socket sends each segment with its own call.
+    /// </summary>
+    private static void WriteFrame(PipeWriter output, byte type, long value, ReadOnlySpan<byte> data)
+    {
+        Span<byte> frame = output.GetSpan(HeaderLength + data.Length);
+        frame[0] = type;
+        BinaryPrimitives.WriteInt64BigEndian(frame[1..], value);
+        data.CopyTo(frame[HeaderLength..]);
+        output.Advance(HeaderLength + data.Length);
+    }
+
+    private void CheckFlush(Path path, FlushResult flush)
+    {
+        if (flush.IsCompleted || flush.IsCanceled)
+        {
+            MarkDead(path, new PeerLinkException(PeerLinkError.ConnectionReset, $"The {path.Kind} path closed."));
+        }
+    }
 
     /// <summary>Writes one frame; a path that fails to take it is dead (its data moves elsewhere).</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]   // per chunk: no allocation when the flush waits
@@ -548,20 +629,9 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         await path.WriteLock.WaitAsync().ConfigureAwait(false);
         try
         {
-            // One span for the header and the data: written piecewise, a 32 KiB chunk would spread over the pipe's 4 KiB
-            // segments, and the socket sends each segment with its own call (about five per 16 KiB message).
             PipeWriter output = path.Connection.Transport.Output;
-            Span<byte> frame = output.GetSpan(HeaderLength + data.Length);
-            frame[0] = type;
-            BinaryPrimitives.WriteInt64BigEndian(frame[1..], value);
-            data.Span.CopyTo(frame[HeaderLength..]);
-            output.Advance(HeaderLength + data.Length);
-
-            FlushResult flush = await output.FlushAsync().ConfigureAwait(false);
-            if (flush.IsCompleted || flush.IsCanceled)
-            {
-                MarkDead(path, new PeerLinkException(PeerLinkError.ConnectionReset, $"The {path.Kind} path closed."));
-            }
+            WriteFrame(output, type, value, data.Span);
+            CheckFlush(path, await output.FlushAsync().ConfigureAwait(false));
         }
         catch (Exception e) when (e is PeerLinkException or InvalidOperationException or ObjectDisposedException or System.IO.IOException)
         {
@@ -717,7 +787,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
 
             long received = Interlocked.Add(ref _received, data.Length);
             await writer.FlushAsync().ConfigureAwait(false);
-            if (received - _lastAckSent >= AckEvery)
+            if (received - _lastAckSent >= _ackEvery)
             {
                 _lastAckSent = received;
                 _ = WriteControlAsync(path, Ack, received);

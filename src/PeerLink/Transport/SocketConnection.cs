@@ -17,7 +17,7 @@ namespace PeerLink.Transport;
 internal sealed class SocketConnection : PeerConnection, IDuplexPipe
 {
     // Ask for a large buffer once data is there: one receive call then takes a whole 64 KiB Noise message.
-    private const int MinReceiveBuffer = 64 * 1024;
+    private const int MinReceiveBuffer = 128 * 1024;
     private static long s_next;
 
     private readonly Socket _socket;
@@ -127,10 +127,16 @@ internal sealed class SocketConnection : PeerConnection, IDuplexPipe
         Exception? error = null;
         try
         {
+            bool drained = true;
             while (true)
             {
-                // A zero-byte receive first: no pipe memory is held by an idle connection.
-                await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                // A zero-byte receive first: no pipe memory is held by an idle connection. Not after a receive that
+                // filled its buffer: more is almost certainly waiting (bulk), and the wait would cost a system call.
+                if (drained)
+                {
+                    await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                }
+
                 Memory<byte> memory = writer.GetMemory(MinReceiveBuffer);
                 int received = await _socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
                 if (received == 0)
@@ -138,6 +144,8 @@ internal sealed class SocketConnection : PeerConnection, IDuplexPipe
                     TransportLog.ConnectionReadFin(_logger, ConnectionId);
                     break;
                 }
+
+                drained = received < memory.Length;
 
                 writer.Advance(received);
                 FlushResult flush = await writer.FlushAsync().ConfigureAwait(false);

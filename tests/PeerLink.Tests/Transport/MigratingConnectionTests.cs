@@ -152,6 +152,98 @@ public sealed class MigratingConnectionTests : PeerIdentities
         await theirs.DisposeAsync();
     }
 
+    [Fact]
+    public async Task WhatTheSessionWroteLeavesAsDataFramesOfAtMost32KiB()
+    {
+        var (mine, theirs) = PeerConnection.CreatePair();
+        await using var connection = new MigratingConnection(mine, "relayed", new FakeTimeProvider(), KeepAlive);
+        byte[] written = new byte[100 * 1024];
+        Random.Shared.NextBytes(written);
+        await connection.Output.WriteAsync(written);
+
+        ReadResult result = await theirs.Transport.Input.ReadAtLeastAsync(9 + (4 * 9) + written.Length).AsTask().WaitAsync(Limit);
+        byte[] wire = result.Buffer.ToArray();
+        theirs.Transport.Input.AdvanceTo(result.Buffer.End);
+        Assert.Equal(MigratingConnection.Resume, wire[0]);
+        Assert.Equal(0, BinaryPrimitives.ReadInt64BigEndian(wire.AsSpan(1)));
+        int at = 9;
+        int offset = 0;
+        foreach (int expected in new[] { 32768, 32768, 32768, 4096 })
+        {
+            Assert.Equal(MigratingConnection.Data, wire[at]);
+            Assert.Equal(expected, BinaryPrimitives.ReadInt64BigEndian(wire.AsSpan(at + 1)));
+            Assert.True(wire.AsSpan(at + 9, expected).SequenceEqual(written.AsSpan(offset, expected)));
+            at += 9 + expected;
+            offset += expected;
+        }
+
+        Assert.Equal(wire.Length, at);
+        await theirs.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task TheReceiverAcknowledgesEvery256KiB()
+    {
+        var (mine, theirs) = PeerConnection.CreatePair();
+        await using var connection = new MigratingConnection(mine, "relayed", new FakeTimeProvider(), KeepAlive);
+        Task<long> draining = DrainAsync(connection.Input, 512 * 1024);
+        PipeWriter peer = theirs.Transport.Output;
+        WriteFrame(peer, MigratingConnection.Resume, 0, []);
+        byte[] chunk = new byte[32 * 1024];
+        for (int i = 0; i < 16; i++)
+        {
+            WriteFrame(peer, MigratingConnection.Data, chunk.Length, chunk);
+            await peer.FlushAsync();
+        }
+
+        Assert.Equal(512 * 1024, await draining.WaitAsync(Limit));
+        var acks = new System.Collections.Generic.List<long>();
+        PipeReader input = theirs.Transport.Input;
+        while (acks.Count < 2)
+        {
+            ReadResult result = await input.ReadAsync().AsTask().WaitAsync(Limit);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            while (buffer.Length >= 9)
+            {
+                byte[] frame = buffer.Slice(0, 9).ToArray();
+                Assert.NotEqual(MigratingConnection.Data, frame[0]);   // nothing was sent this way
+                if (frame[0] == MigratingConnection.Ack)
+                {
+                    acks.Add(BinaryPrimitives.ReadInt64BigEndian(frame.AsSpan(1)));
+                }
+
+                buffer = buffer.Slice(9);
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+
+        Assert.Equal([256 * 1024, 512 * 1024], acks);   // not one per 32 KiB frame, nor per 64 KiB
+        await theirs.DisposeAsync();
+    }
+
+    private static void WriteFrame(PipeWriter output, byte type, long value, ReadOnlySpan<byte> data)
+    {
+        Span<byte> frame = output.GetSpan(9 + data.Length);
+        frame[0] = type;
+        BinaryPrimitives.WriteInt64BigEndian(frame[1..], value);
+        data.CopyTo(frame[9..]);
+        output.Advance(9 + data.Length);
+    }
+
+    private static async Task<long> DrainAsync(PipeReader input, long bytes)
+    {
+        long total = 0;
+        while (total < bytes)
+        {
+            ReadResult result = await input.ReadAsync();
+            total += result.Buffer.Length;
+            input.AdvanceTo(result.Buffer.End);
+        }
+
+        return total;
+    }
+
     private static async Task ReadAtLeastAsync(PeerConnection connection, int bytes)
     {
         ReadResult result = await connection.Transport.Input.ReadAtLeastAsync(bytes).AsTask().WaitAsync(Limit);
