@@ -5,6 +5,7 @@ using System.Net;
 using System.Text.Json;
 using System.Threading;
 using System.Threading.Tasks;
+using Microsoft.Extensions.Logging;
 using PeerLink.Nat.Rendezvous;
 using PeerLink.Sessions;
 
@@ -33,7 +34,7 @@ internal static class RendezvousLabHelper
                 {
                     ListenEndPoint = IPEndPoint.Parse(args[1]),
                     StunPort = int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture),
-                });
+                }, Logging);
                 Console.WriteLine($"ready {server.PeerId} {server.EndPoint}");
                 while (await Console.In.ReadLineAsync() is not null)
                 {
@@ -74,7 +75,7 @@ internal static class RendezvousLabHelper
     }
 
     private static PeerNodeBuilder Device(PeerIdentity identity, string[] args) =>
-        new PeerNodeBuilder(identity).UseRendezvous(IPEndPoint.Parse(args[1]), PeerId.Parse(args[2]), o =>
+        new PeerNodeBuilder(identity, Logging).UseRendezvous(IPEndPoint.Parse(args[1]), PeerId.Parse(args[2]), o =>
         {
             o.PunchTimeout = TimeSpan.FromSeconds(3);
             o.PathKeepAlive = TimeSpan.FromSeconds(1);
@@ -82,6 +83,11 @@ internal static class RendezvousLabHelper
             o.PunchUdp = punch != "tcp";
             o.PunchTcp = punch != "udp";
         });
+
+    /// <summary>PEERLINK_LAB_LOG=1: the node's and the devices' logs on stderr (Information and up), to see why a run failed.</summary>
+    private static readonly Microsoft.Extensions.Logging.ILoggerFactory? Logging = Environment.GetEnvironmentVariable("PEERLINK_LAB_LOG") == "1"
+        ? Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddConsole(o => o.LogToStandardErrorThreshold = Microsoft.Extensions.Logging.LogLevel.Trace).SetMinimumLevel(Microsoft.Extensions.Logging.LogLevel.Information))
+        : null;
 
     private static bool IsDirect(SessionPathKind kind) => kind is SessionPathKind.DirectTcp or SessionPathKind.DirectUdp;
 
@@ -94,8 +100,9 @@ internal static class RendezvousLabHelper
                 await session.SendAsync(message.Payload);
             }
         }
-        catch (PeerLinkException)
+        catch (PeerLinkException e)
         {
+            Console.Error.WriteLine($"echo ended: {e.Error}: {e.Message}");
         }
     }
 
