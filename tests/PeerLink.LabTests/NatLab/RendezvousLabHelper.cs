@@ -84,9 +84,10 @@ internal static class RendezvousLabHelper
             o.PunchTcp = punch != "udp";
         });
 
-    /// <summary>PEERLINK_LAB_LOG=1: the node's and the devices' logs on stderr (Information and up), to see why a run failed.</summary>
-    private static readonly Microsoft.Extensions.Logging.ILoggerFactory? Logging = Environment.GetEnvironmentVariable("PEERLINK_LAB_LOG") == "1"
-        ? Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddConsole(o => o.LogToStandardErrorThreshold = Microsoft.Extensions.Logging.LogLevel.Trace).SetMinimumLevel(Microsoft.Extensions.Logging.LogLevel.Information))
+    /// <summary>PEERLINK_LAB_LOG=1 (or =debug): the node's and the devices' logs on stderr, Information (or Debug) and up, to see why a run failed.</summary>
+    private static readonly ILoggerFactory? Logging = Environment.GetEnvironmentVariable("PEERLINK_LAB_LOG") is "1" or "debug"
+        ? LoggerFactory.Create(b => b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
+            .SetMinimumLevel(Environment.GetEnvironmentVariable("PEERLINK_LAB_LOG") == "debug" ? LogLevel.Debug : LogLevel.Information))
         : null;
 
     private static bool IsDirect(SessionPathKind kind) => kind is SessionPathKind.DirectTcp or SessionPathKind.DirectUdp;
