@@ -6,9 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NATLAB_PREFIX=relaycpu-
-# UDP punching only by default: with TCP punching on, a run fails now and then (the node ends the relay after tens of
-# MB, "a connection failed"; docs/benchmarks.md, the node's CPU per relayed MB). PEERLINK_LAB_PUNCH=tcp|both to see it.
-export PEERLINK_LAB_PUNCH=${PEERLINK_LAB_PUNCH:-udp}
 H=tests/PeerLink.LabTests/bin/Release/net10.0/PeerLink.LabTests.dll
 OUT=$(mktemp -d)
 trap 'bash eng/natlab.sh down; rm -rf "$OUT"' EXIT

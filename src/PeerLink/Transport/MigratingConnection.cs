@@ -655,6 +655,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
                 ReadResult result = await input.ReadAsync().ConfigureAwait(false);
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 path.LastReceived = _time.GetTimestamp();
+                path.Busy = true;
                 try
                 {
                     while (TryReadFrame(ref buffer, out byte type, out long value, out ReadOnlySequence<byte> data))
@@ -690,6 +691,11 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
                 finally
                 {
                     input.AdvanceTo(buffer.Start, buffer.End);
+
+                    // While this loop waited for the session to take what it delivered, nothing was read: that
+                    // silence was ours, not the path's, so its clock starts again now.
+                    path.LastReceived = _time.GetTimestamp();
+                    path.Busy = false;
                 }
 
                 if (_frameWatch is not null)
@@ -936,7 +942,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         long received = Interlocked.Read(ref _received);
         foreach (Path path in paths)
         {
-            if (_time.GetElapsedTime(path.LastReceived) > _pathTimeout)
+            if (!path.Busy && _time.GetElapsedTime(path.LastReceived) > _pathTimeout)
             {
                 MarkDead(path, new PeerLinkException(PeerLinkError.PeerTimeout, $"Nothing arrived on the {path.Kind} path for {_pathTimeout.TotalSeconds} s."));
                 continue;
@@ -1043,6 +1049,9 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
         public volatile bool Dead;
 
         public long LastReceived = timestamp;
+
+        /// <summary>The receive loop is handling what it read (it may wait for the session to take data): not silent.</summary>
+        public volatile bool Busy;
 
         public long Skip;
 

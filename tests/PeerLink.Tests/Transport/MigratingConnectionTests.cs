@@ -94,6 +94,49 @@ public sealed class MigratingConnectionTests : PeerIdentities
         Assert.Equal("relayed", pair.InitiatorConnection.CurrentPath);
     }
 
+    /// <summary>
+    /// An application that does not read for longer than three keepalives, with data waiting: the path layer stops
+    /// reading its path meanwhile (the session takes no more), and that silence is its own, not the path's. The path
+    /// stays, and everything is delivered once the application reads (the lab's relayed bulk echo lost its relay so).
+    /// </summary>
+    [Fact]
+    public async Task APathIsNotSilentWhileTheApplicationIsNotReading()
+    {
+        var clock = new FakeTimeProvider();
+        var (mine, theirs) = PeerConnection.CreatePair();
+        var connection = new MigratingConnection(mine, "relayed", clock, KeepAlive);
+        try
+        {
+            PipeWriter peer = theirs.Transport.Output;
+            WriteFrame(peer, MigratingConnection.Resume, 0, []);
+            byte[] chunk = new byte[32 * 1024];
+            for (int i = 0; i < 8; i++)
+            {
+                chunk[0] = (byte)i;
+                WriteFrame(peer, MigratingConnection.Data, chunk.Length, chunk);
+            }
+
+            Task<FlushResult> flushing = peer.FlushAsync().AsTask();   // completes once the path layer reads again
+            await connection.WhenFramesReceivedAsync(5).WaitAsync(Limit);   // RESUME and 128 KiB delivered: the session's pipe is full
+            for (int i = 0; i < 4; i++)
+            {
+                clock.Advance(KeepAlive);
+            }
+
+            Assert.Equal(["relayed"], connection.Paths);
+            Assert.Equal(8 * 32 * 1024, await DrainAsync(connection.Input, 8 * 32 * 1024).WaitAsync(Limit));
+            await flushing.WaitAsync(Limit);
+            Assert.Equal(["relayed"], connection.Paths);
+        }
+        finally
+        {
+            await theirs.DisposeAsync();
+            Task disposing = connection.DisposeAsync().AsTask();
+            clock.Advance(TimeSpan.FromSeconds(6));   // disposal waits at most 5 s (of this clock) for the FIN to go out
+            await disposing.WaitAsync(Limit);
+        }
+    }
+
     [Fact]
     public async Task WhenTheLastPathDiesTheSessionFailsWithItsReason()
     {
