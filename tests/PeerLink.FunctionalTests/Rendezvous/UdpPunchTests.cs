@@ -66,19 +66,14 @@ public sealed class UdpPunchTests : PeerIdentities
         using UdpPunch fromBob = await PrepareAsync(bob);
         using var closed = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        UdpCandidate[] bobOffers = [new(UdpCandidateKind.ServerReflexive, (IPEndPoint)closed.LocalEndPoint!, UdpCandidate.PriorityOf(UdpCandidateKind.ServerReflexive, 65535))];
-        UdpCandidate[] aliceSeenByBob = [new(UdpCandidateKind.ServerReflexive, nat.EndPoint, UdpCandidate.PriorityOf(UdpCandidateKind.ServerReflexive, 65535))];
+        UdpCandidate[] bobOffers = Reflexive(closed.LocalEndPoint!);
+        UdpCandidate[] aliceSeenByBob = Reflexive(nat.EndPoint);
 
         Task<UdpPunchResult> a = fromAlice.RunAsync(bobOffers, fromBob.Index, fromBob.Secret, controlling: aliceControls, Budget, CancellationToken.None);
         Task<UdpPunchResult> b = fromBob.RunAsync(aliceSeenByBob, fromAlice.Index, fromAlice.Secret, controlling: !aliceControls, Budget, CancellationToken.None);
         UdpPunchResult[] results = await Task.WhenAll(a, b).WaitAsync(Limit);
 
-        await using PeerConnection toBob = Assert.IsAssignableFrom<PeerConnection>(results[0].Connection);
-        await using PeerConnection toAlice = Assert.IsAssignableFrom<PeerConnection>(results[1].Connection);
-        Assert.Contains("peer-reflexive", results[0].Detail);
-        Assert.Equal(nat.BackEndPoint, toBob.RemoteEndPoint);
-        await AssertCarriesAsync(toBob, toAlice, 50_000);
-        await AssertCarriesAsync(toAlice, toBob, 50_000);
+        await AssertPathThroughNatAsync(results, nat, "peer-reflexive");
     }
 
     /// <summary>
@@ -105,17 +100,25 @@ public sealed class UdpPunchTests : PeerIdentities
             2 => SignalThen(sprayedBobsPort, closedPort),   // the first went out before this one is picked
             _ => closedPort,
         };
-        UdpCandidate[] bobOffers = [new(UdpCandidateKind.ServerReflexive, (IPEndPoint)closed.LocalEndPoint!, UdpCandidate.PriorityOf(UdpCandidateKind.ServerReflexive, 65535))];
-        UdpCandidate[] aliceSeenByBob = [new(UdpCandidateKind.ServerReflexive, nat.EndPoint, UdpCandidate.PriorityOf(UdpCandidateKind.ServerReflexive, 65535))];
+        UdpCandidate[] bobOffers = Reflexive(closed.LocalEndPoint!);
+        UdpCandidate[] aliceSeenByBob = Reflexive(nat.EndPoint);
 
         Task<UdpPunchResult> a = fromAlice.RunAsync(bobOffers, fromBob.Index, fromBob.Secret, controlling: false, Budget, CancellationToken.None, spray: IPAddress.Loopback);
         await sprayedBobsPort.Task.WaitAsync(Limit);
         Task<UdpPunchResult> b = fromBob.RunAsync(aliceSeenByBob, fromAlice.Index, fromAlice.Secret, controlling: true, Budget, CancellationToken.None);
         UdpPunchResult[] results = await Task.WhenAll(a, b).WaitAsync(Limit);
 
+        await AssertPathThroughNatAsync(results, nat, "(a port of the peer's NAT found by birthday probing) nominated by the peer");
+    }
+
+    private static UdpCandidate[] Reflexive(EndPoint at) => [new(UdpCandidateKind.ServerReflexive, (IPEndPoint)at, UdpCandidate.PriorityOf(UdpCandidateKind.ServerReflexive, 65535))];
+
+    /// <summary>Alice's path goes to the address Bob's NAT sends from, says how it was found, and carries bytes both ways.</summary>
+    private static async Task AssertPathThroughNatAsync(UdpPunchResult[] results, RebindingUdpNat nat, string detail)
+    {
         await using PeerConnection toBob = Assert.IsAssignableFrom<PeerConnection>(results[0].Connection);
         await using PeerConnection toAlice = Assert.IsAssignableFrom<PeerConnection>(results[1].Connection);
-        Assert.Contains("(a port of the peer's NAT found by birthday probing) nominated by the peer", results[0].Detail);
+        Assert.Contains(detail, results[0].Detail);
         Assert.Equal(nat.BackEndPoint, toBob.RemoteEndPoint);
         await AssertCarriesAsync(toBob, toAlice, 50_000);
         await AssertCarriesAsync(toAlice, toBob, 50_000);
