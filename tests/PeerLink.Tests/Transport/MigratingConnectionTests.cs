@@ -117,7 +117,9 @@ public sealed class MigratingConnectionTests : PeerIdentities
             }
 
             Task<FlushResult> flushing = peer.FlushAsync().AsTask();   // completes once the path layer reads again
-            await connection.WhenFramesReceivedAsync(5).WaitAsync(Limit);   // RESUME and 128 KiB delivered: the session's pipe is full
+            // 128 KiB delivered and left unread: the session's pipe is full, and the path layer waits to deliver more.
+            ReadResult full = await connection.Input.ReadAtLeastAsync(128 * 1024).AsTask().WaitAsync(Limit);
+            connection.Input.AdvanceTo(full.Buffer.Start, full.Buffer.End);
             for (int i = 0; i < 4; i++)
             {
                 clock.Advance(KeepAlive);
