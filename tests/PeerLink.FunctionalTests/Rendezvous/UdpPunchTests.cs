@@ -57,16 +57,11 @@ public sealed class UdpPunchTests : PeerIdentities
     [InlineData(false)]
     public async Task APeerBehindANatThatPicksANewPortIsLearnedFromItsChecks(bool aliceControls)
     {
-        await using UdpTransport alice = Bind(Alice);
-        await using UdpTransport bob = Bind(Bob);
         // Bob reaches Alice only through a "NAT" whose outside port Bob never learns, and offers a candidate on which
         // nothing listens: Alice can reach Bob only at the address his checks come from.
-        using var nat = new RebindingUdpNat(alice.LocalEndPoint);
-        using UdpPunch fromAlice = await PrepareAsync(alice);
-        using UdpPunch fromBob = await PrepareAsync(bob);
-        using var closed = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        UdpCandidate[] bobOffers = Reflexive(closed.LocalEndPoint!);
+        await using BobBehindNat scene = await BobBehindNatAsync();
+        (RebindingUdpNat nat, UdpPunch fromAlice, UdpPunch fromBob) = (scene.Nat, scene.FromAlice, scene.FromBob);
+        UdpCandidate[] bobOffers = Reflexive(scene.Closed.LocalEndPoint!);
         UdpCandidate[] aliceSeenByBob = Reflexive(nat.EndPoint);
 
         Task<UdpPunchResult> a = fromAlice.RunAsync(bobOffers, fromBob.Index, fromBob.Secret, controlling: aliceControls, Budget, CancellationToken.None);
@@ -84,14 +79,9 @@ public sealed class UdpPunchTests : PeerIdentities
     [Fact]
     public async Task APortThatWasSprayedIsSaidToBeFoundByBirthdayProbingEvenWhenThePeersCheckArrivesFirst()
     {
-        await using UdpTransport alice = Bind(Alice);
-        await using UdpTransport bob = Bind(Bob);
-        using var nat = new RebindingUdpNat(alice.LocalEndPoint);
-        using UdpPunch fromAlice = await PrepareAsync(alice);
-        using UdpPunch fromBob = await PrepareAsync(bob);
-        using var closed = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        int closedPort = ((IPEndPoint)closed.LocalEndPoint!).Port;
+        await using BobBehindNat scene = await BobBehindNatAsync();
+        (RebindingUdpNat nat, UdpPunch fromAlice, UdpPunch fromBob) = (scene.Nat, scene.FromAlice, scene.FromBob);
+        int closedPort = ((IPEndPoint)scene.Closed.LocalEndPoint!).Port;
         var sprayedBobsPort = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int sprays = 0;
         fromAlice.SprayPort = () => ++sprays switch
@@ -100,7 +90,7 @@ public sealed class UdpPunchTests : PeerIdentities
             2 => SignalThen(sprayedBobsPort, closedPort),   // the first went out before this one is picked
             _ => closedPort,
         };
-        UdpCandidate[] bobOffers = Reflexive(closed.LocalEndPoint!);
+        UdpCandidate[] bobOffers = Reflexive(scene.Closed.LocalEndPoint!);
         UdpCandidate[] aliceSeenByBob = Reflexive(nat.EndPoint);
 
         Task<UdpPunchResult> a = fromAlice.RunAsync(bobOffers, fromBob.Index, fromBob.Secret, controlling: false, Budget, CancellationToken.None, spray: IPAddress.Loopback);
@@ -187,6 +177,30 @@ public sealed class UdpPunchTests : PeerIdentities
         BinaryPrimitives.WriteUInt64BigEndian(datagram.AsSpan(8), transaction);
         HMACSHA256.HashData(key, datagram.AsSpan(0, 16)).AsSpan(0, 16).CopyTo(datagram.AsSpan(16));
         return datagram;
+    }
+
+    /// <summary>Alice and Bob on loopback, Bob behind a NAT of the test's own, and a socket that never answers.</summary>
+    private async Task<BobBehindNat> BobBehindNatAsync()
+    {
+        UdpTransport alice = Bind(Alice);
+        UdpTransport bob = Bind(Bob);
+        var nat = new RebindingUdpNat(alice.LocalEndPoint);
+        var closed = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return new BobBehindNat(alice, bob, nat, closed, await PrepareAsync(alice), await PrepareAsync(bob));
+    }
+
+    private sealed record BobBehindNat(UdpTransport Alice, UdpTransport Bob, RebindingUdpNat Nat, Socket Closed, UdpPunch FromAlice, UdpPunch FromBob) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            FromAlice.Dispose();
+            FromBob.Dispose();
+            Closed.Dispose();
+            Nat.Dispose();
+            await Bob.DisposeAsync();
+            await Alice.DisposeAsync();
+        }
     }
 
     private UdpTransport Bind(PeerIdentity identity)
