@@ -35,7 +35,7 @@ public sealed class UdpTransportOptions
 
     /// <summary>
     /// A session fails with <see cref="PeerLinkError.PeerTimeout"/> when nothing it sent has been acknowledged for this
-    /// long while data waits: the path to the peer is gone. Default 15 s.
+    /// long while data waits, and at least one retransmission went unanswered: the path to the peer is gone. Default 15 s.
     /// </summary>
     public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(15);
 

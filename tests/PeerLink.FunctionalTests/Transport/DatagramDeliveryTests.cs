@@ -226,6 +226,34 @@ public sealed class DatagramDeliveryTests
     }
 
     [Fact]
+    public async Task AWindowUpdateThatIsLostIsSentAgain()
+    {
+        // The sender waits at the receiver's limit with everything acknowledged, and the updates that would move it are
+        // lost: nothing else is in flight, so unless the receiver sends its limit again both sides wait for ever.
+        const int Window = 256 * 1024;   // the least the options allow
+        var settings = new DatagramConnectionSettings { ReceiveWindowBytes = Window };
+        (DatagramConnection a, DatagramConnection b, _, ImpairedDatagramLink toA) = ImpairedDatagramLink.Pair(settings);
+        await using DatagramConnection first = a;
+        await using DatagramConnection second = b;
+        byte[] data = RandomNumberGenerator.GetBytes(1024 * 1024);
+        Task writing = WriteAndCompleteAsync(a.Transport.Output, data);
+        await UntilAsync(() => a.StoppedAtPeerLimit is not null && b.IsHoldingForReader);   // nobody reads b yet
+        long limit = a.StoppedAtPeerLimit!.Value;
+
+        toA.Dead = true;
+        byte[] head = new byte[limit];
+        await ReadExactlyAsync(b.Transport.Input, head).WaitAsync(Limit);   // b takes all it has: its new limit is lost
+        await UntilAsync(() => b.LimitSent == limit + Window);
+        Assert.True(toA.Dropped > 0);
+        Assert.Equal(limit, a.StoppedAtPeerLimit);
+        toA.Dead = false;
+
+        byte[] tail = await ReadToEndAsync(b.Transport.Input).WaitAsync(Limit);
+        await writing.WaitAsync(Limit);
+        Assert.True(data.AsSpan().SequenceEqual([.. head, .. tail]));
+    }
+
+    [Fact]
     public async Task AReaderThatFallsBehindStopsTheSenderAtTheWindow()
     {
         var settings = new DatagramConnectionSettings { ReceiveWindowBytes = 256 * 1024, SendBufferBytes = 256 * 1024 };
@@ -276,6 +304,19 @@ public sealed class DatagramDeliveryTests
             {
                 return collected.WrittenSpan.ToArray();
             }
+        }
+    }
+
+    private static async Task ReadExactlyAsync(PipeReader input, byte[] destination)
+    {
+        int at = 0;
+        while (at < destination.Length)
+        {
+            ReadResult result = await input.ReadAsync();
+            ReadOnlySequence<byte> taken = result.Buffer.Slice(0, Math.Min(result.Buffer.Length, destination.Length - at));
+            taken.CopyTo(destination.AsSpan(at));
+            at += (int)taken.Length;
+            input.AdvanceTo(taken.End);
         }
     }
 

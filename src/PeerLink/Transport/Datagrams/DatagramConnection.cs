@@ -314,6 +314,35 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         }
     }
 
+    /// <summary>
+    /// The peer's limit while this side waits at it with data to send and everything sent acknowledged; otherwise null
+    /// (for tests).
+    /// </summary>
+    internal long? StoppedAtPeerLimit
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _bytesInFlight == 0 && _lostStream.IsEmpty && _nextNew == _peerLimit && _sendEnd > _peerLimit ? _peerLimit : null;
+            }
+        }
+    }
+
+    /// <summary>The receive limit this side last put in a MAX_DATA frame (for tests).</summary>
+    internal long LimitSent
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _limitSent;
+            }
+        }
+    }
+
+    private long _limitSent;
+
     /// <summary>The keys, for tests of key updates.</summary>
     internal DatagramKeys Keys => _keys;
 
@@ -1126,6 +1155,12 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             _bytesInFlight -= packet.Size;
         }
 
+        if (packet.Limit)
+        {
+            // The peer may be stopped at its old limit with nothing in flight: nothing else would tell it the new one.
+            _limitDirty = true;
+        }
+
         if (packet.StreamLength > 0 || packet.Fin)
         {
             // Only what is still unacknowledged (below the acknowledged prefix the buffer is gone).
@@ -1506,6 +1541,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         Span<byte> payload = _plaintextSend;
         int used = 0;
         bool ackEliciting = false;
+        bool limit = false;
         if (AckPending)
         {
             used += WriteAck(payload, now);
@@ -1517,7 +1553,9 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             BinaryPrimitives.WriteUInt64BigEndian(payload[(used + 1)..], (ulong)_advertisedLimit);
             used += 9;
             _limitDirty = false;
+            _limitSent = _advertisedLimit;
             ackEliciting = true;
+            limit = true;
         }
 
         if (_pingNow && !haveStream && !ackEliciting)
@@ -1582,7 +1620,7 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
             _bytesInFlight += size;
             _lastAckElicitingSentAt = now;
             _pacingBudgetBytes -= size;
-            AddSent(new SentPacket { Number = (long)number, SentAt = now, Size = size, AckEliciting = true, StreamOffset = offset, StreamLength = haveStream ? length : 0, Fin = haveStream && fin });
+            AddSent(new SentPacket { Number = (long)number, SentAt = now, Size = size, AckEliciting = true, StreamOffset = offset, StreamLength = haveStream ? length : 0, Fin = haveStream && fin, Limit = limit });
         }
     }
 
@@ -1885,7 +1923,9 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
 
             if (_bytesInFlight > 0 && now >= _lastAckElicitingSentAt + ToTicks(CurrentRto()))
             {
-                if (_time.GetElapsedTime(_lastProgressAt, now) > _settings.DeliveryTimeout)
+                // At least one retransmission first: a timer that fired late (a stalled process, an RTO longer than the
+                // timeout after a slow first round trip) is not evidence that the path is gone.
+                if (_rtoBackoff > 0 && _time.GetElapsedTime(_lastProgressAt, now) > _settings.DeliveryTimeout)
                 {
                     FailLocked(new PeerLinkException(PeerLinkError.PeerTimeout, $"Nothing sent was acknowledged for {_settings.DeliveryTimeout.TotalSeconds} s: the path to the peer is gone."), sendReset: false);
                     return;
@@ -2080,5 +2120,6 @@ internal sealed class DatagramConnection : PeerConnection, IDuplexPipe
         public long StreamOffset;
         public int StreamLength;
         public bool Fin;
+        public bool Limit;   // carried MAX_DATA
     }
 }
