@@ -820,6 +820,11 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
             await _stream.WaitAsync().ConfigureAwait(false);
             try
             {
+                if (path.Dead)
+                {
+                    return;   // (set before its death is handled under this lock: a dead path never becomes current)
+                }
+
                 long received = Interlocked.Read(ref _received);
                 if (offset <= received)
                 {
@@ -854,6 +859,42 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
             {
                 return;
             }
+        }
+    }
+
+    /// <summary>
+    /// A path died. If its data was the data delivered, nothing comes on the others until their sender's next RESUME, and
+    /// the RESUME that made this path current may have been an old one (sent before the sender fell back elsewhere, read
+    /// after that fallback's RESUME): RESEND(received) on every live path, so that the sender resumes on the path it uses.
+    /// </summary>
+    private async Task OnPathDeadAsync(Path path)
+    {
+        long received;
+        await _stream.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (!ReferenceEquals(_active, path) || _finReceived || _failure is not null)
+            {
+                return;
+            }
+
+            _active = null;
+            received = Interlocked.Read(ref _received);
+        }
+        finally
+        {
+            _stream.Release();
+        }
+
+        Path[] others;
+        lock (_gate)
+        {
+            others = _paths.Where(p => !p.Dead).ToArray();
+        }
+
+        foreach (Path other in others)
+        {
+            await WriteControlAsync(other, Resend, received).ConfigureAwait(false);
         }
     }
 
@@ -976,6 +1017,7 @@ internal sealed class MigratingConnection : PeerConnection, IDuplexPipe
             return;
         }
 
+        _ = OnPathDeadAsync(path);
         SignalReceive();
         WakeSender();
         PathDied?.Invoke(path.Kind);

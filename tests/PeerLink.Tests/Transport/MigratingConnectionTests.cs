@@ -140,6 +140,43 @@ public sealed class MigratingConnectionTests : PeerIdentities
     }
 
     [Fact]
+    public async Task AnOldResumeReadAfterTheFallbackDoesNotStrandTheData()
+    {
+        // The peer moved to a direct path (RESUME there) and at once fell back to the relay (RESUME there). This side read
+        // the relay's frames first and the direct path's old RESUME after them; then the direct path died. The relay's
+        // data must not wait for a path that is gone: this side asks for it again (RESEND), and it arrives.
+        var (relay, peerRelay) = PeerConnection.CreatePair();
+        await using var connection = new MigratingConnection(relay, "relayed", new FakeTimeProvider(), KeepAlive);
+        (PeerConnection direct, PeerConnection peerDirect) = PeerConnection.CreatePair();
+        await using PeerConnection peerRelayEnd = peerRelay;     // the peer's ends go first: the connection's loops then end
+        await using PeerConnection peerDirectEnd = peerDirect;
+        connection.AddPathAndMove(direct, "direct");
+        byte[] data = new byte[300];
+        Random.Shared.NextBytes(data);
+        PipeWriter toRelay = peerRelay.Transport.Output;
+        WriteFrame(toRelay, MigratingConnection.Resume, 0, []);
+        WriteFrame(toRelay, MigratingConnection.Data, 100, data.AsSpan(0, 100));
+        WriteFrame(toRelay, MigratingConnection.Move, 100, []);
+        WriteFrame(toRelay, MigratingConnection.Resume, 100, []);
+        WriteFrame(toRelay, MigratingConnection.Data, 100, data.AsSpan(100, 100));
+        await toRelay.FlushAsync();
+        Assert.Equal(data[..200], await ReadExactlyAsync(connection.Input, 200));
+
+        WriteFrame(peerDirect.Transport.Output, MigratingConnection.Resume, 100, []);   // the old one
+        await peerDirect.Transport.Output.FlushAsync();
+        await connection.WhenFramesReceivedAsync(6).WaitAsync(Limit);
+        peerDirect.Abort();
+        WriteFrame(toRelay, MigratingConnection.Data, 100, data.AsSpan(200, 100));
+        await toRelay.FlushAsync();
+
+        Assert.Equal(200, await NextFrameAsync(peerRelay.Transport.Input, MigratingConnection.Resend).WaitAsync(Limit));
+        WriteFrame(toRelay, MigratingConnection.Resume, 200, []);
+        WriteFrame(toRelay, MigratingConnection.Data, 100, data.AsSpan(200, 100));
+        await toRelay.FlushAsync();
+        Assert.Equal(data[200..], await ReadExactlyAsync(connection.Input, 100));
+    }
+
+    [Fact]
     public async Task WhenTheLastPathDiesTheSessionFailsWithItsReason()
     {
         await using var pair = await OpenAsync(new FakeTimeProvider());
@@ -274,6 +311,37 @@ public sealed class MigratingConnectionTests : PeerIdentities
         BinaryPrimitives.WriteInt64BigEndian(frame[1..], value);
         data.CopyTo(frame[9..]);
         output.Advance(9 + data.Length);
+    }
+
+    private static async Task<byte[]> ReadExactlyAsync(PipeReader input, int count)
+    {
+        ReadResult result = await input.ReadAtLeastAsync(count).AsTask().WaitAsync(Limit);
+        byte[] read = result.Buffer.Slice(0, count).ToArray();
+        input.AdvanceTo(result.Buffer.GetPosition(count));
+        return read;
+    }
+
+    /// <summary>The value of the next control frame of <paramref name="type"/> (the other side sends no DATA here).</summary>
+    private static async Task<long> NextFrameAsync(PipeReader input, byte type)
+    {
+        while (true)
+        {
+            ReadResult result = await input.ReadAsync();
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            while (buffer.Length >= 9)
+            {
+                byte[] frame = buffer.Slice(0, 9).ToArray();
+                buffer = buffer.Slice(9);
+                Assert.NotEqual(MigratingConnection.Data, frame[0]);
+                if (frame[0] == type)
+                {
+                    input.AdvanceTo(buffer.Start);
+                    return BinaryPrimitives.ReadInt64BigEndian(frame.AsSpan(1));
+                }
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
     }
 
     private static async Task<long> DrainAsync(PipeReader input, long bytes)
