@@ -35,6 +35,7 @@ internal sealed class PathUpgrader
     private readonly Channel<PathMessage> _inbox = Channel.CreateBounded<PathMessage>(new BoundedChannelOptions(16) { FullMode = BoundedChannelFullMode.DropOldest });
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _gate = new();
+    private readonly Lock _pathGate = new();   // a path's death and the news of it in order (handlers of PathChanged run under it)
     private readonly List<PathAttempt> _attempts = [];
     private readonly SemaphoreSlim _attemptGate = new(1, 1);
     private TaskCompletionSource<(PathCandidates Candidates, long At)>? _awaitingCandidates;
@@ -123,13 +124,17 @@ internal sealed class PathUpgrader
     /// </summary>
     private void OnPathDied(string kind)
     {
-        if (kind is not ("direct-tcp" or "direct-udp") || !_direct)
+        lock (_pathGate)
         {
-            return;
+            if (kind is not ("direct-tcp" or "direct-udp") || !_direct)
+            {
+                return;
+            }
+
+            _direct = false;
+            SetPath(SessionPathKind.Relayed, $"relayed through rendezvous node {_rendezvous}: the direct path failed; looking for another");
         }
 
-        _direct = false;
-        SetPath(SessionPathKind.Relayed, $"relayed through rendezvous node {_rendezvous}: the direct path failed; looking for another");
         if (_driver)
         {
             _ = Task.Run(() => AttemptsAsync(QuickAttempts));
@@ -441,7 +446,7 @@ internal sealed class PathUpgrader
                 Record(number, PathAttemptOutcome.Success, "udp " + udpResult.Value.Detail);
                 CountPunch(activity, "udp", PathAttemptOutcome.Success, birthday, peerNat);
                 _connection.AddPathAndMove(datagrams, "direct-udp");
-                SetPath(SessionPathKind.DirectUdp, $"direct-udp {udpResult.Value.Detail}{alsoTcp}");
+                SetDirectPath(SessionPathKind.DirectUdp, $"direct-udp {udpResult.Value.Detail}{alsoTcp}");
                 return;
             }
 
@@ -469,7 +474,7 @@ internal sealed class PathUpgrader
                 Record(number, tcpResult.Value.Reversed ? PathAttemptOutcome.Reversed : PathAttemptOutcome.Success, tcpResult.Value.Detail);
                 CountPunch(activity, "tcp", tcpResult.Value.Reversed ? PathAttemptOutcome.Reversed : PathAttemptOutcome.Success, birthday, peerNat);
                 _connection.AddPathAndMove(connection, "direct-tcp");
-                SetPath(SessionPathKind.DirectTcp, $"direct-tcp {tcpResult.Value.Detail} ({udpWhy})");
+                SetDirectPath(SessionPathKind.DirectTcp, $"direct-tcp {tcpResult.Value.Detail} ({udpWhy})");
                 return;
             }
 
@@ -557,6 +562,21 @@ internal sealed class PathUpgrader
         }
 
         RendezvousLog.PunchAttempt(_logger, _session.RemotePeerId.ToFingerprint(), number, outcome, detail);
+    }
+
+    /// <summary>
+    /// The direct path, once added: unless it already died (then the fallback was said, and saying "direct" after it would
+    /// leave the session described as direct while it is relayed).
+    /// </summary>
+    private void SetDirectPath(SessionPathKind kind, string description)
+    {
+        lock (_pathGate)
+        {
+            if (_direct)
+            {
+                SetPath(kind, description);
+            }
+        }
     }
 
     private void SetPath(SessionPathKind kind, string description)
