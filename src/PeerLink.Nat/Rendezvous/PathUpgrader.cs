@@ -157,7 +157,15 @@ internal sealed class PathUpgrader
 
                         break;
                     case PathCandidates candidates:
-                        await AnswerCandidatesAsync(candidates).ConfigureAwait(false);
+                        try
+                        {
+                            await AnswerCandidatesAsync(candidates).ConfigureAwait(false);
+                        }
+                        catch (Exception e) when (e is not OperationCanceledException)
+                        {
+                            Record(candidates.Attempt, PathAttemptOutcome.NoConnection, $"this side could not prepare: {e.Message}");   // the peer tries again
+                        }
+
                         break;
                     case PathSync sync when !_driver:
                         (Prepared Preparation, PathCandidates Theirs)? attempt;
@@ -169,7 +177,7 @@ internal sealed class PathUpgrader
 
                         if (attempt is { } go)
                         {
-                            _ = Task.Run(() => PunchAndApplyAsync(go.Preparation, go.Theirs, sync.Attempt, delay: TimeSpan.Zero, sync.Birthday));
+                            _ = Task.Run(() => PunchOrRecordAsync(go.Preparation, go.Theirs, sync.Attempt, sync.Birthday));
                         }
 
                         break;
@@ -216,7 +224,16 @@ internal sealed class PathUpgrader
         {
             for (int i = 0; i < count && !_direct && !_stop.IsCancellationRequested; i++)
             {
-                await AttemptAsync().ConfigureAwait(false);
+                try
+                {
+                    await AttemptAsync().ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // A failure of this side (STUN unreachable, a socket error): a failed attempt, not the end of them.
+                    _failedInARow++;
+                    Record(Volatile.Read(ref _attemptNumber), PathAttemptOutcome.NoConnection, $"the attempt failed on this side: {e.Message}");
+                }
             }
         }
         catch (OperationCanceledException)
@@ -278,6 +295,23 @@ internal sealed class PathUpgrader
         bool birthday = _udpFailures > 0 && preparation.Udp is { } udp && RandomSides(udp, answer.Candidates) is (true, false) or (false, true);
         Send(new PathSync(number, birthday));
         await PunchAndApplyAsync(preparation, answer.Candidates, number, delay: TimeSpan.FromTicks(Math.Min(rtt.Ticks / 2, TimeSpan.FromMilliseconds(500).Ticks)), birthday).ConfigureAwait(false);
+    }
+
+    /// <summary>The peer's side of an attempt, on its own task: a failure is recorded (the driver tries again).</summary>
+    private async Task PunchOrRecordAsync(Prepared preparation, PathCandidates theirs, int number, bool birthday)
+    {
+        try
+        {
+            await PunchAndApplyAsync(preparation, theirs, number, delay: TimeSpan.Zero, birthday).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Record(number, PathAttemptOutcome.NoConnection, $"the attempt failed on this side: {e.Message}");
+        }
+        catch (OperationCanceledException)
+        {
+            // The session ended.
+        }
     }
 
     /// <summary>TCP and UDP preparations run side by side; either may be off by option.</summary>
