@@ -11,8 +11,9 @@ namespace PeerLink.Benchmarks;
 /// <summary>
 /// 16 KiB messages one way on loopback, in one run: a direct session (the baseline), the same pair relayed end to
 /// end through a rendezvous node (the node splices the two TCP connections; the devices run the path layer), and a
-/// session that moved from the relay to a direct TCP path (the path layer on a direct connection). All three are
-/// ChaCha20-Poly1305 sessions between the same two identities; the node runs in this process.
+/// session that moved from the relay to a direct TCP path (the path layer on a direct connection), and the direct
+/// session led through <see cref="BareForwarder"/> (copying, then splicing): the floor for any relay on these cores.
+/// All are ChaCha20-Poly1305 sessions between the same two identities; the node runs in this process.
 /// </summary>
 public class RelayThroughputBenchmarks
 {
@@ -20,6 +21,12 @@ public class RelayThroughputBenchmarks
     private readonly SemaphoreSlim _directDone = new(0);
     private readonly SemaphoreSlim _relayedDone = new(0);
     private readonly SemaphoreSlim _upgradedDone = new(0);
+    private readonly SemaphoreSlim _forwardedDone = new(0);
+    private readonly SemaphoreSlim _splicedDone = new(0);
+    private BareForwarder _forwarder = null!;
+    private BareForwarder _splicer = null!;
+    private SecureSession _forwarded = null!;
+    private SecureSession _spliced = null!;
     private PeerIdentity _alice = null!;
     private PeerIdentity _bob = null!;
     private PeerIdentity _node = null!;
@@ -61,6 +68,14 @@ public class RelayThroughputBenchmarks
         _relayed = await _aliceNode.ConnectAsync(_bob.PeerId);
         _ = CountAsync((await _bobNode.AcceptAsync())!, _relayedDone);
 
+        // The direct session's TCP through the least a TCP-terminating relay can do (copy loop, then kernel splice).
+        _forwarder = new BareForwarder(_bobNode.LocalEndPoints[0], splice: false);
+        _forwarded = await _aliceNode.ConnectAsync(_forwarder.EndPoint, _bob.PeerId);
+        _ = CountAsync((await _bobNode.AcceptAsync())!, _forwardedDone);
+        _splicer = new BareForwarder(_bobNode.LocalEndPoints[0], splice: true);
+        _spliced = await _aliceNode.ConnectAsync(_splicer.EndPoint, _bob.PeerId);
+        _ = CountAsync((await _bobNode.AcceptAsync())!, _splicedDone);
+
         // Relayed, then moved to a punched direct path (loopback candidates only).
         _aliceUpgrading = await Device(_alice, upgrade: true).StartAsync();
         _bobUpgrading = await Device(_bob, upgrade: true).StartAsync();
@@ -90,6 +105,8 @@ public class RelayThroughputBenchmarks
         await _aliceUpgrading.DisposeAsync();
         await _bobUpgrading.DisposeAsync();
         await _server.DisposeAsync();
+        _forwarder.Dispose();
+        _splicer.Dispose();
         _alice.Dispose();
         _bob.Dispose();
         _node.Dispose();
@@ -104,6 +121,14 @@ public class RelayThroughputBenchmarks
     [Benchmark(OperationsPerInvoke = Messages)]
     public Task UpgradedSession() => SendAsync(_upgraded, _upgradedDone);
 
+    /// <summary>The direct session through <see cref="BareForwarder"/> copying in user space: a floor for any relay.</summary>
+    [Benchmark(OperationsPerInvoke = Messages)]
+    public Task ForwardedSession() => SendAsync(_forwarded, _forwardedDone);
+
+    /// <summary>The direct session through <see cref="BareForwarder"/> with kernel splice: the floor without copies.</summary>
+    [Benchmark(OperationsPerInvoke = Messages)]
+    public Task SplicedSession() => SendAsync(_spliced, _splicedDone);
+
     /// <summary>One session's benchmark body in a loop for <paramref name="seconds"/>, with counts per message.</summary>
     public static async Task LoopAsync(string which, int seconds)
     {
@@ -114,7 +139,9 @@ public class RelayThroughputBenchmarks
             "direct" => b.DirectSession,
             "relayed" => b.RelayedSession,
             "upgraded" => b.UpgradedSession,
-            _ => throw new ArgumentException("direct, relayed or upgraded", nameof(which)),
+            "forwarded" => b.ForwardedSession,
+            "spliced" => b.SplicedSession,
+            _ => throw new ArgumentException("direct, relayed, upgraded, forwarded or spliced", nameof(which)),
         };
         await body();   // warm up
         long items = ThreadPool.CompletedWorkItemCount;
