@@ -70,8 +70,17 @@ if (mdnsFlood >= 0)
     return;
 }
 
-// --relay-loop direct|relayed|upgraded [SECONDS]: one of RelayThroughputBenchmarks' sessions in a plain loop, for
-// perf stat / strace (docs/benchmarks.md): prints the time, thread-pool work items and messages per second.
+// --bulk-loop tcp|tls|chacha|aesgcm [SECONDS]: one 16 KiB case of SessionThroughputBenchmarks in a plain loop; prints
+// the wall time and the process's CPU time per message (docs/benchmarks.md).
+int bulkLoop = Array.IndexOf(args, "--bulk-loop");
+if (bulkLoop >= 0)
+{
+    await BulkLoop.RunAsync(args[bulkLoop + 1], bulkLoop + 2 < args.Length ? int.Parse(args[bulkLoop + 2], System.Globalization.CultureInfo.InvariantCulture) : 20);
+    return;
+}
+
+// --relay-loop direct|relayed|upgraded|forwarded|spliced [SECONDS]: one of RelayThroughputBenchmarks' sessions in a
+// plain loop, for perf stat / strace (docs/benchmarks.md): prints the time, thread-pool work items and messages per second.
 int relayLoop = Array.IndexOf(args, "--relay-loop");
 if (relayLoop >= 0)
 {
