@@ -406,6 +406,11 @@ internal sealed class PathUpgrader
                 return;
             }
 
+            if (_options.PunchFault?.Invoke(_driver, number) is { } fault)
+            {
+                throw fault;
+            }
+
             using Activity? activity = Diagnostics.Telemetry.Source.StartActivity("peerlink.punch");
             activity?.SetTag(Diagnostics.Telemetry.PeerIdTag, _session.RemotePeerId.ToString());
             activity?.SetTag(NatTelemetry.Birthday, birthday);

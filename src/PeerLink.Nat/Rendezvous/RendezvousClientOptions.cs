@@ -67,6 +67,12 @@ public sealed class RendezvousClientOptions
     /// </summary>
     public TimeSpan PathKeepAlive { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Tests only: called at the start of each punch with (this side drives the attempts, the attempt's number); an
+    /// exception it returns is thrown there, as a failure of this side's punch would be.
+    /// </summary>
+    internal Func<bool, int, Exception?>? PunchFault { get; set; }
+
     internal RendezvousClientOptions Validate(string paramName)
     {
         if (PunchTimeout <= TimeSpan.Zero || DirectRetryInterval <= TimeSpan.Zero || PathKeepAlive <= TimeSpan.Zero)

@@ -132,6 +132,56 @@ public sealed class RendezvousTests : PeerIdentities
     }
 
     [Theory]
+    [InlineData(true)]    // the callee, which drives the attempts
+    [InlineData(false)]   // the caller, which answers them
+    public async Task AFailureInsideAPunchIsAFailedAttemptThatIsRecordedAndTheNextAttemptGoesDirect(bool calleeFails)
+    {
+        const string Injected = "injected into the first punch";
+        Action<RendezvousClientOptions> sound = o => o.PunchUdp = false;
+        Action<RendezvousClientOptions> faulty = o =>
+        {
+            o.PunchUdp = false;
+            o.PunchFault = (_, number) => number == 1 ? new InvalidOperationException(Injected) : null;
+        };
+        await using RendezvousServer server = await StartServerAsync();
+        await using PeerNode alice = await StartAttachedDeviceAsync(Alice, server, rendezvous: calleeFails ? sound : faulty);
+        await using PeerNode bob = await StartAttachedDeviceAsync(Bob, server, rendezvous: calleeFails ? faulty : sound);
+        SecureSession toBob = await alice.ConnectAsync(Bob.PeerId).WaitAsync(Limit);
+        Task<SessionPath> aliceDirect = WaitForPathAsync(toBob, SessionPathKind.DirectTcp);
+        SecureSession fromAlice = (await bob.AcceptAsync().AsTask().WaitAsync(Limit))!;
+        Task<SessionPath> bobDirect = WaitForPathAsync(fromAlice, SessionPathKind.DirectTcp);
+
+        // Before the fix an exception out of a punch ended the callee's attempts for good, and the caller's went unseen.
+        SessionPath faultySide = calleeFails ? await bobDirect.WaitAsync(Limit) : await aliceDirect.WaitAsync(Limit);
+        await (calleeFails ? aliceDirect : bobDirect).WaitAsync(Limit);
+        Assert.Contains(faultySide.Attempts, a => a.Number == 1 && a.Outcome == PathAttemptOutcome.NoConnection && a.Detail.Contains(Injected, StringComparison.Ordinal));
+        Assert.DoesNotContain(faultySide.Attempts, a => a.Number == 1 && a.Outcome is PathAttemptOutcome.Success or PathAttemptOutcome.Reversed);
+
+        await toBob.SendAsync("after the failed attempt"u8.ToArray()).AsTask().WaitAsync(Limit);
+        PeerMessage? received = await fromAlice.ReceiveAsync().AsTask().WaitAsync(Limit);
+        Assert.Equal("after the failed attempt", System.Text.Encoding.UTF8.GetString(received!.Value.Payload.Span));
+    }
+
+    /// <summary>Completes with the session's path once it is of <paramref name="kind"/> (at once if it already is).</summary>
+    private static Task<SessionPath> WaitForPathAsync(SecureSession session, SessionPathKind kind)
+    {
+        var reached = new TaskCompletionSource<SessionPath>(TaskCreationOptions.RunContinuationsAsynchronously);
+        session.PathChanged += (_, path) =>
+        {
+            if (path.Kind == kind)
+            {
+                reached.TrySetResult(path);
+            }
+        };
+        if (session.Path is { } now && now.Kind == kind)
+        {
+            reached.TrySetResult(now);   // it moved before the handler was attached
+        }
+
+        return reached.Task;
+    }
+
+    [Theory]
     [InlineData(SessionPathKind.DirectUdp, "direct-udp")]
     [InlineData(SessionPathKind.DirectTcp, "direct-tcp")]
     public async Task WhenTheDirectPathDiesTheSessionFallsBackToTheRelayAndGoesDirectAgain(SessionPathKind kind, string name)
@@ -559,7 +609,7 @@ public sealed class RendezvousTests : PeerIdentities
     [Fact]
     public async Task DevicesAttachAgainAfterTheNodeRestarts()
     {
-        RendezvousServer first = await StartServerAsync();
+        RendezvousServer first = await StartServerBelowEphemeralPortsAsync();
         IPEndPoint endPoint = first.EndPoint;
         await using PeerNode alice = await StartAttachedDeviceAsync(Alice, first);
         RendezvousClient client = alice.GetComponent<RendezvousClient>()!;
@@ -593,6 +643,34 @@ public sealed class RendezvousTests : PeerIdentities
     {
         SecureSession session = await caller.ConnectAsync(calleeId).WaitAsync(Limit);
         return (session, (await callee.AcceptAsync().AsTask().WaitAsync(Limit))!);
+    }
+
+    /// <summary>
+    /// A node on a port that the node may take again after a restart. Port 0 gives a port from the kernel's ephemeral
+    /// range, and in the moment between stop and restart any outgoing connection or port-0 bind on this machine (another
+    /// test's) may be given it; the kernel never hands out a port below that range on its own.
+    /// </summary>
+    private async Task<RendezvousServer> StartServerBelowEphemeralPortsAsync()
+    {
+        int first = 32768;
+        if (System.IO.File.Exists("/proc/sys/net/ipv4/ip_local_port_range")
+            && int.TryParse(System.IO.File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[0], out int start))
+        {
+            first = start;
+        }
+
+        int port = Random.Shared.Next(Math.Max(1024, first / 2), first);
+        for (int tries = 0; ; tries++)
+        {
+            try
+            {
+                return await StartServerAsync(o => o.ListenEndPoint = new IPEndPoint(IPAddress.Loopback, port));
+            }
+            catch (PeerLinkException e) when (e.Error == PeerLinkError.AddressInUse && tries < 100)
+            {
+                port = port + 1 < first ? port + 1 : Math.Max(1024, first / 2);   // taken by something else: the next one
+            }
+        }
     }
 
     private Task<RendezvousServer> StartServerAsync(Action<RendezvousServerOptions>? configure = null)
