@@ -10,4 +10,7 @@ internal static partial class NatsBackplaneLog
 
     [LoggerMessage(3301, LogLevel.Warning, "The NATS backplane could not read or write the presence bucket: {Reason}.", EventName = "NatsBackplanePresenceFailed")]
     public static partial void PresenceFailed(ILogger logger, string reason);
+
+    [LoggerMessage(3302, LogLevel.Warning, "The NATS server did not confirm that a detached device's subscription is gone: {Reason}.", EventName = "NatsBackplaneUnsubscribeUnconfirmed")]
+    public static partial void UnsubscribeUnconfirmed(ILogger logger, string reason);
 }

@@ -209,6 +209,23 @@ public sealed class NatsRendezvousBackplane : IRendezvousBackplane, IAsyncDispos
         }
 
         await UnsubscribeAsync(entry.Subscription, entry.Loop).ConfigureAwait(false);
+        try
+        {
+            // The server has taken the UNSUB once it answers a PING sent after it: requests for the device stop coming
+            // here before the node calls it detached (or they would reach this node, which stays silent about a device
+            // it does not hold, and the caller would wait out its request timeout for "the tier did not answer").
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+            deadline.CancelAfter(_options.RequestTimeout);
+            await _nats.PingAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NatsException or TimeoutException or OperationCanceledException or ObjectDisposedException)
+        {
+            if (!_stopping.IsCancellationRequested)
+            {
+                NatsBackplaneLog.UnsubscribeUnconfirmed(_logger, e.Message);   // (when the backplane stops, every subscription goes)
+            }
+        }
+
         await RecordSeenAsync(device).ConfigureAwait(false);
     }
 
