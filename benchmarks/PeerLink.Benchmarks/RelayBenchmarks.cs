@@ -143,19 +143,9 @@ public class RelayThroughputBenchmarks
             "spliced" => b.SplicedSession,
             _ => throw new ArgumentException("direct, relayed, upgraded, forwarded or spliced", nameof(which)),
         };
-        await body();   // warm up
-        long items = ThreadPool.CompletedWorkItemCount;
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        long messages = 0;
-        while (watch.Elapsed.TotalSeconds < seconds)
-        {
-            await body();
-            messages += Messages;
-        }
-
-        watch.Stop();
-        Console.WriteLine($"{which}: {messages} messages, {watch.Elapsed.TotalMilliseconds * 1000 / messages:F2} us per message, " +
-            $"{(ThreadPool.CompletedWorkItemCount - items) / (double)messages:F3} thread-pool work items per message, pid {Environment.ProcessId}");
+        LoopResult r = await LoopResult.RunAsync(body, Messages, seconds);
+        Console.WriteLine($"{which}: {r.Messages} messages, {r.PerMessage(r.Elapsed):F2} us per message, " +
+            $"{r.WorkItems / (double)r.Messages:F3} thread-pool work items per message, pid {Environment.ProcessId}");
         await b.CleanupAsync();
     }
 

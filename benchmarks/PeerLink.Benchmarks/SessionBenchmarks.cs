@@ -78,7 +78,7 @@ internal sealed class LoopbackConnections
 /// </summary>
 public class SessionThroughputBenchmarks
 {
-    private const int Messages = 1000;
+    internal const int Messages = 1000;
     private readonly LoopbackConnections _c = new();
     private byte[] _payload = null!;
     private readonly SemaphoreSlim _peerLinkDone = new(0);
