@@ -199,9 +199,16 @@ public sealed class DatagramDeliveryTests
             await UntilAsync(() => toB.Dropped == 1);
             toB.Dead = false;
 
-            // 2·SRTT + the peer's acknowledgement delay later (well inside the 20 ms timeout floor): a probe, whose
-            // acknowledgement shows the hole, and the lost bytes go again.
-            time.Advance(TimeSpan.FromMilliseconds(7));
+            // 2·SRTT + the peer's acknowledgement delay later, inside the 20 ms floor of the retransmission timeout: a
+            // probe, whose acknowledgement shows the hole, and the lost bytes go again. The clock moves a millisecond at
+            // a time (timers fire inside Advance): how long SRTT came out depends on when the first exchange's delayed
+            // acknowledgement went out relative to the clock's steps above, between 0 and 5 ms.
+            for (int ms = 0; ms < 19 && a.TailProbes == 0; ms++)
+            {
+                time.Advance(TimeSpan.FromMilliseconds(1));
+            }
+
+            Assert.True(a.TailProbes == 1, $"{a.TailProbes} tail probes within 19 ms (SRTT {a.SmoothedRtt.TotalMilliseconds} ms)");
             await ReadExactlyAsync(b.Transport.Input, 100).WaitAsync(Limit);
 
             Assert.Equal(1, a.TailProbes);
